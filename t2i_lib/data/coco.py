@@ -137,7 +137,7 @@ def prepare_images(coco, ids: list[int], root: str | Path | None, split: str, do
         for i in missing:
             info = coco.imgs[i]
             url = info.get("coco_url") or f"http://images.cocodataset.org/{split}2017/{info['file_name']}"
-            fetch(url, None, folder / info["file_name"])
+            fetch(url, None, folder / info["file_name"], quiet=True)
         return
     if images not in ("zip", "per_image"):
         raise ValueError(f"images must be 'zip' or 'per_image', got {images!r}")
