@@ -1,0 +1,24 @@
+"""The models the chapters build, one idea per file.
+
+Every trainable model follows one contract, so that :func:`t2i_lib.train.train` needs to know nothing
+about it: it is an ``nn.Module`` with ``loss(batch) -> (loss, metrics)``, where ``batch`` is whatever
+the DataLoader yields (already on the device), ``loss`` a scalar tensor and ``metrics`` a dict of
+floats or 0-d tensors to log.
+
+- ``autoencoder``: PCA as a linear autoencoder, the report's convolutional autoencoder (Chapter 1)
+- ``ppca``: probabilistic PCA, where the ELBO and log p(x) are exact (Chapter 2)
+- ``vae``: the report's convolutional VAE and its ResNet-50 VAE, collapse diagnostics (Chapter 2)
+- ``quantize``: the vector quantiser with its codebook fixes as switches (Chapter 4)
+"""
+
+from .autoencoder import (AEConfig, ConvAutoencoder, LinearAutoencoder, PCAResult, encode_dataset, pca,
+                          pca_subspace_angles, stack_dataset)
+
+from .ppca import PPCA, gaussian_kl
+from .quantize import QuantizerConfig, VectorQuantizer
+from .vae import ConvVAE, ResNetVAE, ResNetVAEConfig, VAEConfig, active_units
+
+__all__ = ["PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
+           "ResNetVAEConfig", "VAEConfig", "active_units",
+           "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_dataset", "pca",
+           "pca_subspace_angles", "stack_dataset"]
