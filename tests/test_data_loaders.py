@@ -34,7 +34,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 def _copying_fetch(served: dict[str, Path], calls: list):
     """A stand-in for t2i_lib.download.fetch that serves local files by the URL's file name."""
-    def fetch(url, sha256, dest=None, *, size=None, desc=None, allow_download=True):
+    def fetch(url, sha256, dest=None, *, size=None, desc=None, allow_download=True, quiet=False):
         calls.append(dict(url=url, sha256=sha256, dest=Path(dest), size=size))
         dest = Path(dest)
         if not dest.is_file():
