@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[text,book,test]"
 	@touch $@
 
-vendor: vendor/.vendored-v1
-vendor/.vendored-v1: scripts/vendor_assets.sh
+vendor: vendor/.vendored-v2
+vendor/.vendored-v2: scripts/vendor_assets.sh
 	bash scripts/vendor_assets.sh
 
 book: $(STAMP) vendor

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=vendor
-stamp="$dest/.vendored-v1"
+stamp="$dest/.vendored-v2"
 [ -f "$stamp" ] && exit 0
 
 command -v npm >/dev/null || { echo "npm is needed to vendor MathJax and the widget manager (apt-get install npm)"; exit 1; }
@@ -34,13 +34,15 @@ for entry in "${pkgs[@]}"; do
   case "$spec" in
     mathjax@*)   rm -rf "$tmp/mathjax" && mv "$tmp/x/package/es5" "$tmp/mathjax" ;;
     requirejs@*) cp "$tmp/x/package/require.js" "$tmp/require.js" ;;
-    @jupyter-widgets/html-manager@*) rm -rf "$tmp/html-manager" && mkdir "$tmp/html-manager" &&
-                 cp "$tmp/x/package/dist/embed-amd.js" "$tmp/x/package/dist/"*.{woff,woff2,ttf,eot,svg} "$tmp/html-manager/" ;;
+    # The manager loads its icon fonts from <data-jupyter-widgets-cdn>/@jupyter-widgets/html-manager/dist/,
+    # so it keeps that layout (the attribute is set in _config.yml).
+    @jupyter-widgets/html-manager@*) hm="$tmp/@jupyter-widgets/html-manager/dist" && rm -rf "$tmp/@jupyter-widgets" &&
+                 mkdir -p "$hm" && cp "$tmp/x/package/dist/embed-amd.js" "$tmp/x/package/dist/"*.{woff,woff2,ttf,eot,svg} "$hm/" ;;
   esac
   rm -rf "$tmp/x" "$tgz"
 done
 
 rm -rf "$dest" && mkdir -p "$dest"
-mv "$tmp/mathjax" "$tmp/require.js" "$tmp/html-manager" "$dest/"
+mv "$tmp/mathjax" "$tmp/require.js" "$tmp/@jupyter-widgets" "$dest/"
 touch "$stamp"
 echo "vendored MathJax, RequireJS and the widget manager into $dest/ ($(du -sh "$dest" | cut -f1))"

@@ -68,6 +68,7 @@ def open_page(browser, url):
     errors, external = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
 
     def route(r):
         host = urlparse(r.request.url).hostname
