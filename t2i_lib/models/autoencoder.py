@@ -239,6 +239,23 @@ def pca_subspace_angles(model: LinearAutoencoder, X=None, *, pca_result: PCAResu
 # The convolutional autoencoder of the report's Figure 1
 # ----------------------------------------------------------------------------------------------
 
+def check_conv_geometry(image_size: int, widths, latent_dim: int) -> tuple[int, ...]:
+    """Validate a conv encoder's geometry (shared by Chapter 1's autoencoder and Chapter 2's VAE).
+
+    Returns ``widths`` as a tuple of ints; raises ValueError saying what would work instead.
+    """
+    widths = tuple(int(w) for w in widths)
+    if not widths:
+        raise ValueError("widths needs at least one conv layer, e.g. (32, 64)")
+    f = 2 ** len(widths)
+    if image_size % f:
+        raise ValueError(f"image_size={image_size} must be divisible by 2**len(widths) = {f} "
+                         f"(each stride-2 layer halves it); e.g. 28 or 32 with widths=(32, 64)")
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+    return widths
+
+
 @dataclass
 class AEConfig:
     in_channels: int = 1  # 1 for Digits and MNIST, 3 for CIFAR-10
@@ -248,16 +265,8 @@ class AEConfig:
     recon: str = "bce"  # "bce" (the sigmoid output read as pixel probabilities) or "mse"
 
     def __post_init__(self):
-        self.widths = tuple(int(w) for w in self.widths)
         _check_recon(self.recon)
-        if not self.widths:
-            raise ValueError("widths needs at least one conv layer, e.g. (32, 64)")
-        f = 2 ** len(self.widths)
-        if self.image_size % f:
-            raise ValueError(f"image_size={self.image_size} must be divisible by 2**len(widths) = {f} "
-                             f"(each stride-2 layer halves it); e.g. 28 or 32 with widths=(32, 64)")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
+        self.widths = check_conv_geometry(self.image_size, self.widths, self.latent_dim)
 
     @property
     def bottom_size(self) -> int:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoder import _images_of
+from .autoencoder import _images_of, check_conv_geometry
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -183,16 +183,8 @@ class VAEConfig:
     free_bits: float = 0.0  # nats per latent dimension the KL term does not charge (0: off)
 
     def __post_init__(self):
-        self.widths = tuple(int(w) for w in self.widths)
         _check_likelihood(self.likelihood)
-        if not self.widths:
-            raise ValueError("widths needs at least one conv layer, e.g. (32, 64)")
-        f = 2 ** len(self.widths)
-        if self.image_size % f:
-            raise ValueError(f"image_size={self.image_size} must be divisible by 2**len(widths) = {f} "
-                             f"(each stride-2 layer halves it); e.g. 28 or 32 with widths=(32, 64)")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
+        self.widths = check_conv_geometry(self.image_size, self.widths, self.latent_dim)
         if self.beta < 0 or self.free_bits < 0 or self.gaussian_std <= 0:
             raise ValueError("beta and free_bits must be >= 0 and gaussian_std > 0")
 
