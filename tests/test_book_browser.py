@@ -84,7 +84,7 @@ def open_page(browser, url):
     return page, errors, external
 
 
-@pytest.mark.parametrize("doc", toc_docs())
+@pytest.mark.parametrize("doc", toc_docs() + ["genindex", "search"])
 def test_page_renders_offline(browser, server, doc):
     page, errors, external = open_page(browser, f"{server}/{doc}.html")
     try:
