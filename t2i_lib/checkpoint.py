@@ -116,18 +116,28 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, all_ranks: bool = F
     if not all_ranks and not _is_main_process():
         return None
     _check_plain(state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{_tmp_prefix(path)}{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+
+    return _atomic_write(Path(path), write)
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then ``os.replace`` it into place.
+
+    Whatever goes wrong mid-way (disk full, Ctrl-C, a crash simulated by a test), ``path`` keeps its
+    previous content and the half-written temp file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_tmp_prefix(path)}{os.getpid()}")
+    try:
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        # Whatever went wrong (disk full, Ctrl-C, a crash simulated by a test), the target is untouched;
-        # remove our half-written temp file so it does not pile up.
         try:
             tmp.unlink()
         except OSError:
@@ -289,22 +299,13 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
 
     if not all_ranks and not _is_main_process():
         return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{_tmp_prefix(path)}{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         save_model(model, str(tmp), metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
+
+    return _atomic_write(Path(path), write)
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True,

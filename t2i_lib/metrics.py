@@ -36,6 +36,7 @@ import scipy.linalg
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .data import images_of
 
 __all__ = ["FeatureStats", "frechet_distance", "fid_from_features", "compute_fid", "inception_feature_fn",
            "FIDInceptionV3", "FID_WEIGHTS_URL", "FID_WEIGHTS_SHA256", "FID_WEIGHTS_SIZE", "psnr",
@@ -206,20 +207,6 @@ def fid_from_features(feats1, feats2) -> float:
     return frechet_distance(s1.mean, s1.cov, s2.mean, s2.cov)
 
 
-def _images_of(batch):
-    """The image tensor in a DataLoader batch: a tensor, the first item of a tuple/list, or batch['image']."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, dict):
-        if "image" not in batch:
-            raise ValueError(f"a dict batch needs an 'image' key; received keys {sorted(batch)}")
-        return batch["image"]
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]
-    raise TypeError(f"cannot find images in a batch of type {type(batch).__name__}; yield tensors (B, C, H, W), "
-                    f"(images, labels) tuples or dicts with an 'image' key")
-
-
 @torch.no_grad()
 def feature_stats(batches: Iterable, feature_fn: Callable[[torch.Tensor], torch.Tensor], *,
                   device: str | torch.device | None = None, max_items: int | None = None) -> FeatureStats:
@@ -229,7 +216,7 @@ def feature_stats(batches: Iterable, feature_fn: Callable[[torch.Tensor], torch.
     """
     stats = FeatureStats()
     for batch in batches:
-        x = _images_of(batch)
+        x = images_of(batch)
         if max_items is not None:
             x = x[: max_items - stats.n]
         if device is not None:

@@ -27,7 +27,26 @@ from typing import Callable
 
 from t2i_lib.data.sources import SOURCES, DatasetNotFoundError
 
-__all__ = ["get_dataset", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "SOURCES"]
+__all__ = ["get_dataset", "images_of", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "SOURCES"]
+
+
+def images_of(batch):
+    """The image tensor of a DataLoader batch: a tensor, the first item of a tuple/list, or batch['image'].
+
+    Every dataset here yields one of these three forms, so models and metrics accept all of them.
+    """
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, dict):
+        if "image" not in batch:
+            raise ValueError(f"a dict batch needs an 'image' key; received keys {sorted(batch)}")
+        return batch["image"]
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise TypeError(f"cannot find images in a batch of type {type(batch).__name__}; yield tensors (B, C, H, W), "
+                    f"(images, labels) tuples or dicts with an 'image' key")
 
 
 @dataclass(frozen=True)

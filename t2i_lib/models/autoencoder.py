@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import images_of
+
 RECON_LOSSES = ("bce", "mse")
 
 
@@ -38,19 +40,6 @@ def _check_recon(recon: str) -> str:
     if recon not in RECON_LOSSES:
         raise ValueError(f"recon must be one of {RECON_LOSSES}, got {recon!r}")
     return recon
-
-
-def _images_of(batch) -> torch.Tensor:
-    """The images of a batch: ``(images, labels)``, ``[images, labels]``, a dict with 'image', or a tensor."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, dict):
-        if "image" not in batch:
-            raise ValueError(f"a dict batch needs an 'image' entry; got keys {sorted(batch)}")
-        return batch["image"]
-    if isinstance(batch, (tuple, list)) and len(batch) > 0:
-        return batch[0]
-    raise TypeError(f"expected a batch (images, labels) or an image tensor, got {type(batch).__name__}")
 
 
 def _recon_loss(logits: torch.Tensor, target: torch.Tensor, recon: str):
@@ -200,7 +189,7 @@ class LinearAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     def loss(self, batch):
-        x = self._flatten(_images_of(batch)).float()  # (B, n)
+        x = self._flatten(images_of(batch)).float()  # (B, n)
         # Always in fp32, even inside the trainer's fp16/bf16 autocast: the model is tiny, so it costs
         # nothing, and the comparison with PCA is about the last fraction of a degree, which bf16's
         # 8-bit mantissa would blur.
@@ -350,7 +339,7 @@ class ConvAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     def loss(self, batch):
-        x = _images_of(batch)  # (B, C, S, S)
+        x = images_of(batch)  # (B, C, S, S)
         logits = self.decode_logits(self.encode(x))  # (B, C, S, S)
         return _recon_loss(logits, x, self.cfg.recon)
 

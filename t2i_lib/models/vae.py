@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoder import _images_of, check_conv_geometry
+from ..data import images_of
+from .autoencoder import check_conv_geometry
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -131,7 +132,7 @@ class VAEBase(nn.Module):
         are), ``bpd`` = -elbo / (D ln 2) in bits per dimension (D = C*H*W), ``beta``, and ``kl0``, ``kl1``,
         ... the KL of each latent dimension.
         """
-        x = self.prepare(_images_of(batch))  # (B, C, H, W)
+        x = self.prepare(images_of(batch))  # (B, C, H, W)
         mu, logvar = self.encode(x)  # (B, k) each
         mu, logvar = mu.float(), logvar.float()
         z = reparameterize(mu, logvar)  # (B, k)
@@ -413,7 +414,7 @@ def _batches(data, batch_size: int, max_items: int | None):
     if isinstance(data, torch.utils.data.DataLoader):
         seen = 0
         for batch in data:
-            x = _images_of(batch)
+            x = images_of(batch)
             yield x
             seen += len(x)
             if max_items and seen >= max_items:
@@ -422,7 +423,7 @@ def _batches(data, batch_size: int, max_items: int | None):
     n = len(data) if max_items is None else min(len(data), max_items)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(n)), batch_size=batch_size)
     for batch in loader:
-        yield _images_of(batch)
+        yield images_of(batch)
 
 
 @torch.no_grad()
