@@ -36,6 +36,7 @@ import scipy.linalg
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from .data import images_of
 
 __all__ = ["FeatureStats", "frechet_distance", "fid_from_features", "compute_fid", "inception_feature_fn",
