@@ -9,16 +9,21 @@ floats or 0-d tensors to log.
 - ``ppca``: probabilistic PCA, where the ELBO and log p(x) are exact (Chapter 2)
 - ``vae``: the report's convolutional VAE and its ResNet-50 VAE, collapse diagnostics (Chapter 2)
 - ``quantize``: the vector quantiser with its codebook fixes as switches (Chapter 4)
+- ``vqvae``: the residual VQ-VAE (DeepMind's Sonnet configuration) and the report's ResNet-101 VQ-VAE (Chapter 4)
+- ``pixelcnn``: a gated PixelCNN, the learned prior over code maps (Chapter 4)
 """
 
 from .autoencoder import (AEConfig, ConvAutoencoder, LinearAutoencoder, PCAResult, encode_dataset, pca,
                           pca_subspace_angles, stack_dataset)
 
 from .ppca import PPCA, gaussian_kl
+from .pixelcnn import GatedPixelCNN, PixelCNNConfig
 from .quantize import QuantizerConfig, VectorQuantizer
+from .vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
 from .vae import ConvVAE, ResNetVAE, ResNetVAEConfig, VAEConfig, active_units
 
-__all__ = ["PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
+__all__ = ["GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
+           "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
            "ResNetVAEConfig", "VAEConfig", "active_units",
            "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_dataset", "pca",
            "pca_subspace_angles", "stack_dataset"]
