@@ -11,12 +11,7 @@ import torch
 from t2i_lib.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dependency(model, size, i, j):

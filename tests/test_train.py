@@ -18,13 +18,7 @@ from t2i_lib.train import (History, NonFiniteLossError, StopTraining, TrainConfi
 CPU = get_profile("quick", device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These models are tiny: one thread is faster than several, and immune to a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 W_TRUE = torch.tensor([1.0, -2.0, 0.5, 3.0])
 
 

@@ -20,14 +20,7 @@ from t2i_lib.train import TrainConfig, evaluate, train
 CPU = get_profile("quick", device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread runs them faster than two, and is immune to the slowdown of
-    several threads' barriers on a machine whose cores are shared with other jobs (measured 15-30x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(n=8, size=28, seed=0):

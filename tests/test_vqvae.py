@@ -15,13 +15,7 @@ from t2i_lib.train import TrainConfig, train
 CPU = get_profile("quick", device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on shared cores: one thread is faster and steadier than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
