@@ -39,14 +39,9 @@ from .quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
 __all__ = ["VQVAEConfig", "VQVAE", "ResNetVQVAEConfig", "ResNetVQVAE", "ResidualStack"]
 
-# The quantiser's switches, which both configs below carry under the same names.
-_QUANTIZER_SWITCHES = ("ema", "decay", "kmeans_init", "kmeans_iters", "dead_code_threshold", "l2_normalize",
-                       "code_dim")
-
-
 def _quantizer_config(cfg) -> QuantizerConfig:
     return QuantizerConfig(num_codes=cfg.num_codes, dim=cfg.embedding_dim, beta=cfg.beta,
-                           **{k: getattr(cfg, k) for k in _QUANTIZER_SWITCHES})
+                           **{f.name: getattr(cfg, f.name) for f in fields(_QuantizerSwitches)})
 
 
 def _merge(cls, cfg, overrides):
@@ -128,7 +123,20 @@ class _VQBase(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
-class VQVAEConfig:
+class _QuantizerSwitches:
+    """The quantiser's fixes for codebook collapse, carried by both VQ-VAE configs under the same names and
+    passed through unchanged (see :class:`t2i_lib.models.quantize.QuantizerConfig`)."""
+    ema: bool = False
+    decay: float = 0.99
+    kmeans_init: bool = False
+    kmeans_iters: int = 10
+    dead_code_threshold: float = 0.0
+    l2_normalize: bool = False
+    code_dim: int | None = None
+
+
+@dataclass
+class VQVAEConfig(_QuantizerSwitches):
     in_channels: int = 3  # 3 for CIFAR-10 and Shapes, 1 for MNIST
     image_size: int = 32  # must be divisible by 2 ** num_downsamples
     num_hiddens: int = 128  # channels of the encoder's and decoder's main path (Sonnet example: 128)
@@ -141,14 +149,6 @@ class VQVAEConfig:
     # Divide the reconstruction MSE by the data's variance, as the Sonnet example does (CIFAR-10: ~0.063).
     # It weights reconstruction ~16x against the quantiser loss. None: plain MSE.
     data_variance: float | None = None
-    # The quantiser's fixes for codebook collapse, passed through unchanged (see quantize.QuantizerConfig).
-    ema: bool = False
-    decay: float = 0.99
-    kmeans_init: bool = False
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.0
-    l2_normalize: bool = False
-    code_dim: int | None = None
 
     def __post_init__(self):
         if self.num_downsamples < 1:
@@ -251,7 +251,7 @@ _TRUNK_CHANNELS = {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 
 
 @dataclass
-class ResNetVQVAEConfig:
+class ResNetVQVAEConfig(_QuantizerSwitches):
     image_size: int = 32  # CIFAR-10; divisible by the trunk's stride
     # Where the ResNet-101 trunk is cut: "layer4" is the whole trunk (stride 32: a 32 px image becomes a
     # single 1x1 token, useless), "layer2" keeps stride 8 (32 px -> 4x4 tokens), "layer3" stride 16.
@@ -263,13 +263,6 @@ class ResNetVQVAEConfig:
     freeze_encoder: bool | None = None  # None: frozen iff pretrained
     decoder_width: int = 256  # channels after the first decoder conv; halved at each upsampling
     data_variance: float | None = None  # as in VQVAEConfig
-    ema: bool = False
-    decay: float = 0.99
-    kmeans_init: bool = False
-    kmeans_iters: int = 10
-    dead_code_threshold: float = 0.0
-    l2_normalize: bool = False
-    code_dim: int | None = None
 
     def __post_init__(self):
         if self.trunk_until not in _TRUNK_STRIDE:
