@@ -92,31 +92,18 @@ class Constant(Schedule):
 
 
 @dataclass
-class WarmupLinear(Schedule):
-    total_steps: int  # the step at which the line reaches final_frac * base_lr
+class _WarmupDecay(Schedule):
+    """Linear warm-up from 0, then a decay from base_lr to final_frac * base_lr at total_steps."""
+    total_steps: int  # the step at which the decay reaches final_frac * base_lr
     warmup_steps: int = 0  # linear ramp from 0 over this many steps
-    final_frac: float = 0.0  # where the line ends, as a fraction of base_lr
+    final_frac: float = 0.0  # where the decay ends, as a fraction of base_lr
 
     def __post_init__(self):
         _check_common(self.total_steps, self.warmup_steps)
 
-    def __call__(self, step: int, base_lr: float) -> float:
-        w = _warmup(step, self.warmup_steps, base_lr)
-        if w is not None:
-            return w
-        span = max(1, self.total_steps - self.warmup_steps)
-        frac = max(0.0, (self.total_steps - step) / span)  # 1 at the end of warm-up, 0 at total_steps
-        return base_lr * (self.final_frac + (1.0 - self.final_frac) * frac)
-
-
-@dataclass
-class WarmupCosine(Schedule):
-    total_steps: int  # the step at which the cosine reaches final_frac * base_lr
-    warmup_steps: int = 0  # linear ramp from 0 over this many steps
-    final_frac: float = 0.0  # floor of the cosine, as a fraction of base_lr
-
-    def __post_init__(self):
-        _check_common(self.total_steps, self.warmup_steps)
+    def _shape(self, progress: float) -> float:
+        """1 at progress 0 (end of warm-up), 0 at progress 1 (total_steps)."""
+        raise NotImplementedError
 
     def __call__(self, step: int, base_lr: float) -> float:
         w = _warmup(step, self.warmup_steps, base_lr)
@@ -124,8 +111,19 @@ class WarmupCosine(Schedule):
             return w
         span = max(1, self.total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)  # 0 -> 1
-        cos = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
-        return base_lr * (self.final_frac + (1.0 - self.final_frac) * cos)
+        return base_lr * (self.final_frac + (1.0 - self.final_frac) * self._shape(progress))
+
+
+@dataclass
+class WarmupLinear(_WarmupDecay):
+    def _shape(self, progress: float) -> float:
+        return 1.0 - progress
+
+
+@dataclass
+class WarmupCosine(_WarmupDecay):
+    def _shape(self, progress: float) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass

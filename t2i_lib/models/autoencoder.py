@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import images_of
+from .config import resolve_config
 
 RECON_LOSSES = ("bce", "mse")
 
@@ -279,10 +280,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, cfg: AEConfig | None = None, **overrides):
         super().__init__()
-        if cfg is None:
-            cfg = AEConfig(**overrides)
-        elif overrides:
-            cfg = AEConfig(**{**cfg.__dict__, **overrides})
+        cfg = resolve_config(AEConfig, cfg, overrides)
         self.cfg = cfg
         c, s, w = cfg.in_channels, cfg.bottom_size, cfg.widths
 

@@ -30,12 +30,13 @@ Defined in Chapter 4.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import resolve_config
 __all__ = ["PixelCNNConfig", "GatedPixelCNN", "GatedLayer"]
 
 
@@ -139,10 +140,7 @@ class GatedPixelCNN(nn.Module):
 
     def __init__(self, cfg: PixelCNNConfig | None = None, **overrides):
         super().__init__()
-        if cfg is None:
-            cfg = PixelCNNConfig(**overrides)
-        elif overrides:
-            cfg = PixelCNNConfig(**{**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides})
+        cfg = resolve_config(PixelCNNConfig, cfg, overrides)
         self.cfg = cfg
         c = cfg.hidden
         self.embed = nn.Embedding(cfg.num_codes, c)

@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import resolve_config
 __all__ = ["QuantizerConfig", "VectorQuantizer", "QuantizerOutput", "codebook_stats", "kmeans"]
 
 
@@ -154,9 +155,7 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, cfg: QuantizerConfig | None = None, **overrides):
         super().__init__()
-        cfg = cfg or QuantizerConfig()
-        if overrides:
-            cfg = QuantizerConfig(**{**cfg.__dict__, **overrides})
+        cfg = resolve_config(QuantizerConfig, cfg, overrides)
         if cfg.num_codes < 1 or cfg.dim < 1:
             raise ValueError(f"num_codes and dim must be positive, got num_codes={cfg.num_codes}, dim={cfg.dim}")
         if cfg.code_dim is not None and cfg.code_dim < 1:

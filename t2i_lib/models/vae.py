@@ -35,6 +35,7 @@ from torch import nn
 
 from ..data import images_of
 from .autoencoder import check_conv_geometry
+from .config import resolve_config
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -212,10 +213,7 @@ class ConvVAE(VAEBase):
 
     def __init__(self, cfg: VAEConfig | None = None, **overrides):
         super().__init__()
-        if cfg is None:
-            cfg = VAEConfig(**overrides)
-        elif overrides:
-            cfg = VAEConfig(**{**cfg.__dict__, **overrides})
+        cfg = resolve_config(VAEConfig, cfg, overrides)
         self.cfg = cfg
         self._init_objective()
         c, s, w = cfg.in_channels, cfg.bottom_size, cfg.widths
@@ -309,10 +307,7 @@ class ResNetVAE(VAEBase):
         super().__init__()
         import torchvision
 
-        if cfg is None:
-            cfg = ResNetVAEConfig(**overrides)
-        elif overrides:
-            cfg = ResNetVAEConfig(**{**cfg.__dict__, **overrides})
+        cfg = resolve_config(ResNetVAEConfig, cfg, overrides)
         self.cfg = cfg
         self._init_objective()
 

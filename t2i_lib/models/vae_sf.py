@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import images_of
+from .config import resolve_config
 from .vae import ConvVAE, VAEConfig, kl_standard_normal, reparameterize
 
 ESTIMATORS = ("score_function", "pathwise")
@@ -69,12 +70,7 @@ class ScoreFunctionVAE(ConvVAE):
     cfg: ScoreFunctionVAEConfig
 
     def __init__(self, cfg: ScoreFunctionVAEConfig | None = None, **overrides):
-        if cfg is None:
-            cfg = ScoreFunctionVAEConfig(**overrides)
-        elif overrides:
-            cfg = ScoreFunctionVAEConfig(**{**cfg.__dict__, **overrides})
-        elif not isinstance(cfg, ScoreFunctionVAEConfig):
-            cfg = ScoreFunctionVAEConfig(**cfg.__dict__)
+        cfg = resolve_config(ScoreFunctionVAEConfig, cfg, overrides)
         super().__init__(cfg)
         self.estimator = cfg.estimator  # a plain attribute: switch it to compare the two on one model
 

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..data import images_of
 from ..metrics import psnr
+from .config import resolve_config
 from .quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
 __all__ = ["VQVAEConfig", "VQVAE", "ResNetVQVAEConfig", "ResNetVQVAE", "ResidualStack"]
@@ -42,14 +43,6 @@ __all__ = ["VQVAEConfig", "VQVAE", "ResNetVQVAEConfig", "ResNetVQVAE", "Residual
 def _quantizer_config(cfg) -> QuantizerConfig:
     return QuantizerConfig(num_codes=cfg.num_codes, dim=cfg.embedding_dim, beta=cfg.beta,
                            **{f.name: getattr(cfg, f.name) for f in fields(_QuantizerSwitches)})
-
-
-def _merge(cls, cfg, overrides):
-    if cfg is None:
-        return cls(**overrides)
-    if overrides:
-        return cls(**{**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides})
-    return cfg
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,7 +197,7 @@ class VQVAE(_VQBase):
 
     def __init__(self, cfg: VQVAEConfig | None = None, **overrides):
         super().__init__()
-        cfg = _merge(VQVAEConfig, cfg, overrides)
+        cfg = resolve_config(VQVAEConfig, cfg, overrides)
         self.cfg = cfg
         self.downsampling = 2 ** cfg.num_downsamples
         nh, n = cfg.num_hiddens, cfg.num_downsamples
@@ -299,7 +292,7 @@ class ResNetVQVAE(_VQBase):
         super().__init__()
         import torchvision
 
-        cfg = _merge(ResNetVQVAEConfig, cfg, overrides)
+        cfg = resolve_config(ResNetVQVAEConfig, cfg, overrides)
         self.cfg = cfg
         self.downsampling = _TRUNK_STRIDE[cfg.trunk_until]
 
