@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -484,6 +485,84 @@ def inception_feature_fn(device: str | torch.device | None = None, *, download: 
 # ---------------------------------------------------------------------------------------------------
 # Small metrics
 # ---------------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------------
+# FID against the number of images: the small-sample pitfall, measured
+# ---------------------------------------------------------------------------------------------------
+
+def random_feature_fn(dim: int = 64, seed: int = 0, in_channels: int = 3, scale: float = 100.0):
+    """A fixed, randomly initialised conv net as an FID feature extractor: images (B, C, H, W) in [0, 1]
+    -> (B, ``dim``) features. Cheap and offline; its FIDs compare runs with each other, never with
+    published (Inception) FIDs.
+
+    ``scale`` multiplies the features (and so every FID by ``scale**2``). Such FIDs have no natural unit;
+    on mostly black Shapes images the raw features are small, and the default keeps the numbers readable.
+
+    Defined in Chapter 4.
+    """
+    with torch.random.fork_rng(devices=[]):  # PyTorch's default init, seeded, without touching the global RNG
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(in_channels, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, dim, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return net(images.float().cpu()) * scale  # (B, dim)
+
+    return features
+
+
+@dataclass
+class FIDCurve:
+    """FID between two disjoint samples of the same distribution, at several sample sizes N.
+    Defined in Chapter 4."""
+
+    ns: list  # sample sizes (per set)
+    mean: np.ndarray  # (len(ns),) mean FID over the repeats
+    std: np.ndarray  # (len(ns),) its standard deviation
+    rank: np.ndarray  # (len(ns),) rank of the covariance estimated from N features (at most N - 1)
+    dim: int  # feature dimension D: below N = D + 1 the covariance cannot be full rank
+    reference: float | None = None  # optional: the same two sets' FID at the largest N, for the plot
+
+    def rows(self) -> list[str]:
+        return [f"N = {n:>6,}: FID {m:10.4g} +- {s:<10.3g} covariance rank {r:>4} of {self.dim}"
+                for n, m, s, r in zip(self.ns, self.mean, self.std, self.rank)]
+
+
+def fid_vs_sample_size(feats_a, feats_b, ns, repeats: int = 5, seed: int = 0) -> FIDCurve:
+    """FID between random subsets of size N of two feature sets (N, D), for every N in ``ns``.
+
+    ``feats_a`` and ``feats_b`` should come from *disjoint* images of one distribution: the true FID is
+    then 0, and every value measured is estimation error. Each N is drawn ``repeats`` times (without
+    replacement within a set). Uses :class:`t2i_lib.metrics.FeatureStats` (float64) for every estimate.
+
+    Defined in Chapter 4.
+    """
+    a = np.asarray(feats_a.detach().cpu().double() if isinstance(feats_a, torch.Tensor) else feats_a, np.float64)
+    b = np.asarray(feats_b.detach().cpu().double() if isinstance(feats_b, torch.Tensor) else feats_b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected two feature sets (N, D) with the same D; received {a.shape} and {b.shape}")
+    ns = [int(n) for n in ns]
+    if min(ns) < 2 or max(ns) > min(len(a), len(b)):
+        raise ValueError(f"sample sizes must be in [2, {min(len(a), len(b))}] (the smaller set's size); got {ns}")
+    rng = np.random.default_rng(seed)
+    means, stds, ranks = [], [], []
+    for n in ns:
+        vals = []
+        for _ in range(repeats):
+            sa = FeatureStats().update(a[rng.choice(len(a), n, replace=False)])
+            sb = FeatureStats().update(b[rng.choice(len(b), n, replace=False)])
+            with warnings.catch_warnings():  # the eps fallback's warning is expected at small N
+                warnings.simplefilter("ignore")
+                vals.append(frechet_distance(sa.mean, sa.cov, sb.mean, sb.cov))
+        means.append(np.mean(vals))
+        stds.append(np.std(vals))
+        ranks.append(int(np.linalg.matrix_rank(sa.cov)))
+    return FIDCurve(ns, np.array(means), np.array(stds), np.array(ranks), a.shape[1])
+
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, reduction: str = "mean") -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, per image then averaged: ``10 log10(range^2 / MSE)``.

@@ -10,7 +10,8 @@ import torchvision
 from t2i_lib import metrics
 from t2i_lib.download import DownloadError
 from t2i_lib.metrics import (FeatureStats, FIDInceptionV3, bits_per_dim, codebook_usage, compute_fid,
-                             fid_from_features, frechet_distance, inception_feature_fn, psnr)
+                             fid_from_features, fid_vs_sample_size, frechet_distance, inception_feature_fn, psnr,
+                             random_feature_fn)
 
 
 # ---------------------------------------------------------------- streaming statistics
@@ -226,3 +227,39 @@ def test_codebook_usage_and_bits_per_dim():
     assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     assert torch.allclose(bits_per_dim(torch.tensor([0.0, 3072 * math.log(2) * 3.5]), 3072),
                           torch.tensor([0.0, 3.5]))
+
+
+def test_fid_vs_sample_size_is_biased_at_small_n_and_rank_deficient_below_d():
+    rng = np.random.default_rng(0)
+    d = 16
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    a, b = rng.normal(size=(3000, d)) @ mix, rng.normal(size=(3000, d)) @ mix  # one distribution, two samples
+    ns = [8, 16, 64, 512, 3000]
+    curve = fid_vs_sample_size(a, b, ns, repeats=4, seed=0)
+    assert curve.ns == ns and curve.dim == d
+    # the true FID is 0: the estimate falls steadily with N, and by a lot
+    assert np.all(np.diff(curve.mean) < 0)
+    assert curve.mean[0] > 20 * curve.mean[-1]
+    # the covariance of N samples has rank N - 1 until N exceeds D
+    np.testing.assert_array_equal(curve.rank, [7, 15, 16, 16, 16])
+    # at the full size every repeat uses every row: the number is the plain FID of the two sets
+    assert curve.mean[-1] == pytest.approx(fid_from_features(a, b), rel=1e-9) and curve.std[-1] < 1e-9
+    assert len(curve.rows()) == len(ns) and "rank" in curve.rows()[0]
+    with pytest.raises(ValueError, match="sample sizes must be in"):
+        fid_vs_sample_size(a, b, [1, 10])
+    with pytest.raises(ValueError, match="same D"):
+        fid_vs_sample_size(a, b[:, :3], [10])
+
+
+def test_random_feature_fn_is_fixed_and_leaves_the_global_rng_alone():
+    x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    state = torch.get_rng_state()
+    f1, f2, f3 = random_feature_fn(dim=24, seed=0), random_feature_fn(dim=24, seed=0), random_feature_fn(dim=24, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert f1(x).shape == (5, 24)
+    torch.testing.assert_close(f1(x), f2(x))
+    assert not torch.allclose(f1(x), f3(x))
+    # it separates different image distributions: brighter images are far from darker ones
+    dark, bright = torch.rand(200, 3, 32, 32) * 0.5, torch.rand(200, 3, 32, 32) * 0.5 + 0.5
+    dark2 = torch.rand(200, 3, 32, 32) * 0.5
+    assert fid_from_features(f1(dark), f1(bright)) > 10 * fid_from_features(f1(dark), f1(dark2))
