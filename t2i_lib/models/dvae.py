@@ -46,7 +46,7 @@ from ..data import images_of
 from ..metrics import psnr
 from .config import resolve_config
 from .quantize import codebook_stats
-from .vqvae import ResidualStack
+from .vqvae import residual_decoder, residual_encoder
 
 __all__ = ["DVAEConfig", "DVAE", "gumbel_softmax", "kl_to_uniform", "Anneal", "dvae_schedules"]
 
@@ -240,29 +240,12 @@ class DVAE(nn.Module):
         cfg = resolve_config(DVAEConfig, cfg, overrides)
         self.cfg = cfg
         self.downsampling = 2 ** cfg.num_downsamples
-        nh, n = cfg.num_hiddens, cfg.num_downsamples
-        widths = [nh // 2] * (n - 1) + [nh]
-
-        enc, ch = [], cfg.in_channels
-        for w in widths:
-            enc += [nn.Conv2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
-            ch = w
-        enc += [nn.Conv2d(nh, nh, 3, padding=1),
-                ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers),
-                nn.Conv2d(nh, cfg.num_codes, 1)]  # logits over the K codes at every cell
-        self.encoder = nn.Sequential(*enc)
+        self.encoder = residual_encoder(cfg, cfg.num_codes)  # logits over the K codes at every cell
 
         # Embedding a (soft) one-hot y: sum_k y_k codebook[k], a 1x1 conv with K inputs and no bias.
         self.codebook = nn.Parameter(torch.randn(cfg.num_codes, cfg.embedding_dim))  # (K, D)
 
-        dec = [nn.Conv2d(cfg.embedding_dim, nh, 3, padding=1),
-               ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers)]
-        ch = nh
-        for w in reversed(widths[:-1]):
-            dec += [nn.ConvTranspose2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
-            ch = w
-        dec.append(nn.ConvTranspose2d(ch, cfg.in_channels, 4, stride=2, padding=1))
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = residual_decoder(cfg)
 
         self.register_buffer("tau", torch.tensor(float(cfg.tau)))
         self.register_buffer("kl_weight", torch.tensor(float(cfg.kl_weight)))

@@ -38,7 +38,8 @@ from ..metrics import psnr
 from .config import resolve_config
 from .quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
-__all__ = ["VQVAEConfig", "VQVAE", "ResNetVQVAEConfig", "ResNetVQVAE", "ResidualStack"]
+__all__ = ["VQVAEConfig", "VQVAE", "ResNetVQVAEConfig", "ResNetVQVAE", "ResidualStack", "residual_encoder",
+           "residual_decoder"]
 
 def _quantizer_config(cfg) -> QuantizerConfig:
     return QuantizerConfig(num_codes=cfg.num_codes, dim=cfg.embedding_dim, beta=cfg.beta,
@@ -178,6 +179,42 @@ class ResidualStack(nn.Module):
         return F.relu(x)
 
 
+def _widths(cfg) -> list[int]:
+    nh, n = cfg.num_hiddens, cfg.num_downsamples
+    return [nh // 2] * (n - 1) + [nh]  # (64, 128) for the Sonnet default
+
+
+def residual_encoder(cfg, out_channels: int) -> nn.Sequential:
+    """The Sonnet example's encoder: [conv 4x4 stride 2 + ReLU] x num_downsamples, conv 3x3, residual
+    stack, 1x1 conv to ``out_channels``: (B, C, S, S) -> (B, out_channels, S / 2**n, S / 2**n).
+    ``cfg`` needs in_channels, num_hiddens, num_residual_hiddens, num_residual_layers, num_downsamples.
+    Shared by the VQ-VAE (out: D) and Chapter 5's dVAE (out: K logits). Defined in Chapter 4."""
+    nh = cfg.num_hiddens
+    enc, ch = [], cfg.in_channels
+    for w in _widths(cfg):
+        enc += [nn.Conv2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
+        ch = w
+    enc += [nn.Conv2d(nh, nh, 3, padding=1),
+            ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers),
+            nn.Conv2d(nh, out_channels, 1)]
+    return nn.Sequential(*enc)
+
+
+def residual_decoder(cfg) -> nn.Sequential:
+    """The mirror of :func:`residual_encoder`: conv 3x3 from ``cfg.embedding_dim``, residual stack,
+    [transposed conv 4x4 stride 2 + ReLU] x (n - 1), transposed conv to ``cfg.in_channels`` (linear).
+    Defined in Chapter 4."""
+    widths, nh = _widths(cfg), cfg.num_hiddens
+    dec = [nn.Conv2d(cfg.embedding_dim, nh, 3, padding=1),
+           ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers)]
+    ch = nh
+    for w in reversed(widths[:-1]):
+        dec += [nn.ConvTranspose2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
+        ch = w
+    dec.append(nn.ConvTranspose2d(ch, cfg.in_channels, 4, stride=2, padding=1))
+    return nn.Sequential(*dec)
+
+
 class VQVAE(_VQBase):
     """The VQ-VAE of Chapter 4, in the layout of DeepMind's Sonnet example.
 
@@ -200,28 +237,9 @@ class VQVAE(_VQBase):
         cfg = resolve_config(VQVAEConfig, cfg, overrides)
         self.cfg = cfg
         self.downsampling = 2 ** cfg.num_downsamples
-        nh, n = cfg.num_hiddens, cfg.num_downsamples
-        widths = [nh // 2] * (n - 1) + [nh]  # (64, 128) for the default
-
-        enc, ch = [], cfg.in_channels
-        for w in widths:
-            enc += [nn.Conv2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
-            ch = w
-        enc += [nn.Conv2d(nh, nh, 3, padding=1),
-                ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers),
-                nn.Conv2d(nh, cfg.embedding_dim, 1)]  # the "pre-VQ" 1x1 conv down to D
-        self.encoder = nn.Sequential(*enc)
-
+        self.encoder = residual_encoder(cfg, cfg.embedding_dim)  # ends in the "pre-VQ" 1x1 conv down to D
         self.quantizer = VectorQuantizer(_quantizer_config(cfg))
-
-        dec = [nn.Conv2d(cfg.embedding_dim, nh, 3, padding=1),
-               ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers)]
-        ch = nh
-        for w in reversed(widths[:-1]):
-            dec += [nn.ConvTranspose2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
-            ch = w
-        dec.append(nn.ConvTranspose2d(ch, cfg.in_channels, 4, stride=2, padding=1))
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = residual_decoder(cfg)
 
     def encode_continuous(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, S, S) in [0, 1] -> latents before quantisation (B, D, h, w)."""
