@@ -11,18 +11,22 @@ floats or 0-d tensors to log.
 - ``quantize``: the vector quantiser with its codebook fixes as switches (Chapter 4)
 - ``vqvae``: the residual VQ-VAE (DeepMind's Sonnet configuration) and the report's ResNet-101 VQ-VAE (Chapter 4)
 - ``pixelcnn``: a gated PixelCNN, the learned prior over code maps (Chapter 4)
+- ``dvae``: a Gumbel-softmax discrete VAE with DALL-E's temperature and KL schedules (Chapter 5)
+- ``openai_dvae``: OpenAI's released DALL-E dVAE, re-implemented and loaded without unpickling code (Chapter 5)
 """
 
 from .autoencoder import (AEConfig, ConvAutoencoder, LinearAutoencoder, PCAResult, encode_dataset, pca,
                           pca_subspace_angles, stack_dataset)
 
+from .dvae import DVAE, DVAEConfig
+from .openai_dvae import OpenAIDVAE, OpenAIDVAEConfig
 from .ppca import PPCA, gaussian_kl
 from .pixelcnn import GatedPixelCNN, PixelCNNConfig
 from .quantize import QuantizerConfig, VectorQuantizer
 from .vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
 from .vae import ConvVAE, ResNetVAE, ResNetVAEConfig, VAEConfig, active_units
 
-__all__ = ["GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
+__all__ = ["DVAE", "DVAEConfig", "OpenAIDVAE", "OpenAIDVAEConfig", "GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
            "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
            "ResNetVAEConfig", "VAEConfig", "active_units",
            "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_dataset", "pca",
