@@ -179,20 +179,22 @@ RECIPES["ch04"] = {
         colab=TrainConfig(steps=3000, batch_size=64, lr=1e-3, schedule="cosine", warmup_steps=100, log_every=50),
     ),
     # The gated PixelCNN prior over 8x8 code maps (K=64). quick: 32 channels, 4 gated layers, on 20,000
-    # freshly drawn Shapes code maps (about 2 epochs, so it cannot memorise them); ~40 s on 2 idle CPU
+    # freshly drawn Shapes code maps (under 3 epochs, so it cannot memorise them); ~55 s on 2 idle CPU
     # cores, plus ~5 s to draw and encode the maps.
     # Measured with the 1,000-update tokeniser (400 samples each): 1,800 updates at lr 5e-3 give 0.86
     # held-out nats per code and 64-73% valid samples; 2,400 updates 0.82 nats and 72-74%; 6 gated layers
     # 0.85 nats and 69-74%; 48 channels 0.82 nats and 71-76%; batches of 64, 70-75%; sampling at
     # temperature 0.8 or 0.7 lowered validity (67%, 48%: more empty pictures). The prior was not the
     # bottleneck; the tokeniser was (see "vqvae" above: 2,000 updates lift this prior to 74.5-83.5%).
-    # With that tokeniser, 1,400 updates (the recipe, ~15 s shorter) gave 0.90 held-out nats and 79% valid
-    # in a full run of the chapter; 1,800 gave 0.91 and 82.5%. With an earlier
+    # With that tokeniser (two prior seeds x two sampling seeds each): 1,800 updates, the recipe, give
+    # 0.87-0.88 held-out nats and 78-80% valid; 1,400 updates 0.93 nats and 75-81% (and 73% in one full
+    # run of the chapter); 5 gated layers for 1,600 updates, 0.87-0.89 and 78-82%. Runs of the same seed
+    # differ by a few points on 2 CPU threads (the order of floating-point sums). With an earlier
     # tokeniser, 600 updates of 64 left 1.18 nats and 61%; a 64-channel prior (1,500 updates of 64) reached
     # 0.77 nats and 80% but took ~8 min on 2 shared cores.
     # colab: 128 channels, 10 layers, 200,000 maps; estimated 8-10 min on a T4, 1-2 GB.
     "prior": dict(
-        quick=TrainConfig(steps=1400, batch_size=32, lr=5e-3, schedule="cosine", warmup_steps=20, log_every=20),
+        quick=TrainConfig(steps=1800, batch_size=32, lr=5e-3, schedule="cosine", warmup_steps=20, log_every=20),
         colab=TrainConfig(steps=20_000, batch_size=128, lr=1e-3, schedule="cosine", warmup_steps=500, log_every=100),
     ),
 }
