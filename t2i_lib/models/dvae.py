@@ -46,7 +46,7 @@ from ..data import images_of
 from ..metrics import psnr
 from .config import resolve_config
 from .quantize import codebook_stats
-from .vqvae import residual_decoder, residual_encoder
+from .vqvae import check_residual_geometry, residual_decoder, residual_encoder
 
 __all__ = ["DVAEConfig", "DVAE", "gumbel_softmax", "kl_to_uniform", "Anneal", "dvae_schedules"]
 
@@ -196,13 +196,7 @@ class DVAEConfig:
     hard: bool = False  # straight-through Gumbel-softmax (one-hot forward, soft backward); DALL-E: soft
 
     def __post_init__(self):
-        if self.num_downsamples < 1:
-            raise ValueError(f"num_downsamples must be at least 1, got {self.num_downsamples}")
-        if self.image_size % (2 ** self.num_downsamples):
-            raise ValueError(f"image_size={self.image_size} must be divisible by 2**num_downsamples="
-                             f"{2 ** self.num_downsamples}")
-        if self.num_hiddens < 2 or self.num_hiddens % 2:
-            raise ValueError(f"num_hiddens must be an even number >= 2, got {self.num_hiddens}")
+        check_residual_geometry(self)
         if self.num_codes < 2:
             raise ValueError(f"num_codes must be at least 2, got {self.num_codes}")
         if self.recon_sigma <= 0 or self.tau <= 0 or self.kl_weight < 0:

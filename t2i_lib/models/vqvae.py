@@ -129,6 +129,18 @@ class _QuantizerSwitches:
     code_dim: int | None = None
 
 
+def check_residual_geometry(cfg) -> None:
+    """Raise a clear ValueError when ``cfg`` (any config with image_size, num_downsamples, num_hiddens)
+    cannot build :func:`residual_encoder` / :func:`residual_decoder`. Defined in Chapter 4."""
+    if cfg.num_downsamples < 1:
+        raise ValueError(f"num_downsamples must be at least 1, got {cfg.num_downsamples}")
+    if cfg.image_size % (2 ** cfg.num_downsamples):
+        raise ValueError(f"image_size={cfg.image_size} must be divisible by 2**num_downsamples="
+                         f"{2 ** cfg.num_downsamples}")
+    if cfg.num_hiddens < 2 or cfg.num_hiddens % 2:
+        raise ValueError(f"num_hiddens must be an even number >= 2, got {cfg.num_hiddens}")
+
+
 @dataclass
 class VQVAEConfig(_QuantizerSwitches):
     in_channels: int = 3  # 3 for CIFAR-10 and Shapes, 1 for MNIST
@@ -145,13 +157,7 @@ class VQVAEConfig(_QuantizerSwitches):
     data_variance: float | None = None
 
     def __post_init__(self):
-        if self.num_downsamples < 1:
-            raise ValueError(f"num_downsamples must be at least 1, got {self.num_downsamples}")
-        if self.image_size % (2 ** self.num_downsamples):
-            raise ValueError(f"image_size={self.image_size} must be divisible by 2**num_downsamples="
-                             f"{2 ** self.num_downsamples}")
-        if self.num_hiddens < 2 or self.num_hiddens % 2:
-            raise ValueError(f"num_hiddens must be an even number >= 2, got {self.num_hiddens}")
+        check_residual_geometry(self)
 
     @classmethod
     def small(cls, **overrides) -> "VQVAEConfig":
