@@ -11,3 +11,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def static_page(tmp_path):
+    """Open an HTML fragment (a widget's static fallback) in headless Chromium with no server and no kernel:
+    ``page, errors = static_page(html)``; ``errors`` collects the page's script errors. Skips when
+    playwright or a chromium binary is missing."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("no chromium on this machine")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            def open_(html: str):
+                page_file = tmp_path / "fallback.html"
+                page_file.write_text(f"<!doctype html><html><body>{html}</body></html>")
+                page, errors = browser.new_page(), []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(page_file.as_uri())
+                return page, errors
+            yield open_
+        finally:
+            browser.close()

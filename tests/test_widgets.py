@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -80,35 +79,21 @@ def test_static_explorer_html_is_self_contained():
     assert ex._repr_html_() == html
 
 
-def test_static_explorer_in_a_browser(tmp_path):
+def test_static_explorer_in_a_browser(static_page):
     """The inline script moves the sprite to frame (row j, column i) when the sliders move."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("no chromium on this machine")
     z, y = codes()
     n, scale = 5, 3
     ex = latent_explorer(decode_fn, z, y, n=n, mode="static", scale=scale)
-    page_file = tmp_path / "explorer.html"
-    page_file.write_text(f"<!doctype html><html><body>{ex.html}</body></html>")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_file.as_uri())
-            frame = page.locator(".t2i-frame")
-            sliders = page.locator("input.t2i-slider")
-            sliders.nth(0).fill("4")
-            sliders.nth(1).fill("1")
-            px = W * scale
-            assert frame.evaluate("e => e.style.backgroundPosition") == f"{-4 * px}px {-1 * H * scale}px"
-            assert frame.get_attribute("data-frame") == str(1 * n + 4)
-            assert page.locator(".t2i-coords").inner_text() == f"z = ({ex.x_values[4]:.2f}, {ex.y_values[1]:.2f})"
-            assert not errors, errors
-        finally:
-            browser.close()
+    page, errors = static_page(ex.html)
+    frame = page.locator(".t2i-frame")
+    sliders = page.locator("input.t2i-slider")
+    sliders.nth(0).fill("4")
+    sliders.nth(1).fill("1")
+    px = W * scale
+    assert frame.evaluate("e => e.style.backgroundPosition") == f"{-4 * px}px {-1 * H * scale}px"
+    assert frame.get_attribute("data-frame") == str(1 * n + 4)
+    assert page.locator(".t2i-coords").inner_text() == f"z = ({ex.x_values[4]:.2f}, {ex.y_values[1]:.2f})"
+    assert not errors, errors
 
 
 def test_explorer_rejects_wide_latents():

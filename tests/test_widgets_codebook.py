@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -103,30 +102,16 @@ def test_bad_code_index_raises_a_clear_error(vq_and_images):
         codebook_explorer(vq, images[0], mode="static")
 
 
-def test_static_fallback_in_a_browser(vq_and_images, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("no chromium on this machine")
+def test_static_fallback_in_a_browser(vq_and_images, static_page):
     vq, images = vq_and_images
     ex = codebook_explorer(vq, images, n_codes=3, mode="static", scale=1)
-    page_file = tmp_path / "codebook.html"
-    page_file.write_text(f"<!doctype html><html><body>{ex.html}</body></html>")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_file.as_uri())
-            page.locator("input.t2i-slider").fill("2")
-            frame = page.locator(".t2i-frame")
-            assert frame.evaluate("e => e.style.backgroundPosition") == f"0px {-2 * ex.frame_shape[0]}px"
-            assert frame.get_attribute("data-frame") == "2"
-            assert page.locator(".t2i-coords").inner_text().startswith(f"code {ex.codes[2]}:")
-            assert not errors, errors
-        finally:
-            browser.close()
+    page, errors = static_page(ex.html)
+    page.locator("input.t2i-slider").fill("2")
+    frame = page.locator(".t2i-frame")
+    assert frame.evaluate("e => e.style.backgroundPosition") == f"0px {-2 * ex.frame_shape[0]}px"
+    assert frame.get_attribute("data-frame") == "2"
+    assert page.locator(".t2i-coords").inner_text().startswith(f"code {ex.codes[2]}:")
+    assert not errors, errors
 
 
 def test_live_explorer_redraws_for_the_chosen_code(vq_and_images):
