@@ -27,20 +27,18 @@ Defined in Chapter 4.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import images_of
 
-__all__ = ["FeatureStats", "frechet_distance", "fid_from_features", "compute_fid", "inception_feature_fn",
+__all__ = ["FeatureStats", "frechet_distance", "trace_sqrt_product", "fid_from_features", "compute_fid", "inception_feature_fn",
            "FIDInceptionV3", "FID_WEIGHTS_URL", "FID_WEIGHTS_SHA256", "FID_WEIGHTS_SIZE", "psnr",
            "codebook_usage", "bits_per_dim"]
 
@@ -138,35 +136,61 @@ class FeatureStats:
 # The Fréchet distance
 # ---------------------------------------------------------------------------------------------------
 
-def _sqrtm_quiet(a: np.ndarray) -> np.ndarray:
-    # SciPy warns "Matrix is singular" for every rank-deficient product, including the harmless ones
-    # (it still returns an accurate root); _sqrtm_ok below decides whether the result is usable.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        return scipy.linalg.sqrtm(a)
+def _sym_eigh(a: np.ndarray, who: str, vectors: bool = True):
+    """Eigenvalues (and vectors) of a covariance matrix, after checking that it is one (symmetric, PSD)."""
+    scale = max(float(np.abs(a).max()), 1e-300)
+    if not np.isfinite(a).all():
+        raise ValueError(f"FID: {who} has non-finite entries")
+    if np.abs(a - a.T).max() > 1e-6 * scale:
+        raise ValueError(f"FID: {who} is not symmetric (max |S - S^T| = {np.abs(a - a.T).max():.3g}); "
+                         f"pass a covariance matrix")
+    w, v = np.linalg.eigh((a + a.T) / 2) if vectors else (np.linalg.eigvalsh((a + a.T) / 2), None)
+    if w[0] < -1e-6 * max(w[-1], 1e-300):
+        raise ValueError(f"FID: {who} is not positive semi-definite (smallest eigenvalue {w[0]:.3g}, largest "
+                         f"{w[-1]:.3g}); is it really a covariance matrix?")
+    return np.clip(w, 0, None), v
 
 
-def _sqrtm_ok(root: np.ndarray, a: np.ndarray, tol: float = 1e-5) -> bool:
-    """Is ``root`` a finite square root of ``a``, up to a relative Frobenius error ``tol``?"""
-    if not np.isfinite(root).all():
-        return False
-    return np.linalg.norm(root @ root - a) <= tol * max(np.linalg.norm(a), 1e-300)
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``Tr((sigma1 sigma2)^{1/2})`` for two covariance matrices, without forming a matrix square root of
+    the (non-symmetric) product.
+
+    ``sigma1 sigma2`` has the same eigenvalues as the symmetric PSD matrix ``A = sigma1^{1/2} sigma2
+    sigma1^{1/2}`` (they are similar when sigma1 is invertible, and by continuity otherwise), so the trace
+    of its principal square root is the sum of the square roots of A's eigenvalues. Two symmetric
+    eigen-decompositions do it: exact for singular matrices too (no diagonal offset needed), real by
+    construction, and 4-6x faster than ``scipy.linalg.sqrtm`` at D = 2048 on two CPU cores
+    (``python benchmarks/fid_stream.py --trace`` prints the table). torchmetrics takes the trace from eigenvalues of the product
+    in the same spirit.
+
+    Defined in Chapter 4.
+    """
+    w1, v1 = _sym_eigh(sigma1, "sigma1")
+    root1 = (v1 * np.sqrt(_zero_below_tolerance(w1))) @ v1.T  # sigma1^{1/2}, symmetric PSD
+    _sym_eigh(sigma2, "sigma2", vectors=False)  # only checked
+    a = root1 @ sigma2 @ root1
+    lam = np.linalg.eigvalsh((a + a.T) / 2)
+    return float(np.sqrt(_zero_below_tolerance(lam)).sum())
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+def _zero_below_tolerance(w: np.ndarray) -> np.ndarray:
+    """Eigenvalues that round-off cannot tell from 0 (below D * eps * max, NumPy's matrix_rank tolerance)
+    set to exactly 0. A singular matrix's zero eigenvalues come out as +-1e-16 * max, and their square roots
+    (1e-8 * sqrt(max) each, times D - rank of them) would otherwise add up to a visible error."""
+    tol = len(w) * np.finfo(np.float64).eps * max(float(w.max(initial=0.0)), 0.0)
+    return np.where(w > tol, w, 0.0)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
     ``||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2})``.
 
-    Numerical care, the same as pytorch-fid's (the reference everyone compares against):
-
-    - ``sqrtm`` of the product of two covariances can fail (inf/nan, or a root whose square is not the
-      product) when the product is singular, which is the normal case when there are fewer samples than
-      feature dimensions. Then we add ``eps`` to the diagonal of both covariances and try again; this
-      changes the result by O(eps * D), negligible next to the FID values that matter, and we say so with
-      a warning. (Recent SciPy versions usually cope with singular products; older ones return nan.)
-    - The product of two symmetric PSD matrices has real, non-negative eigenvalues, but round-off gives
-      its square root tiny imaginary parts. We drop them if they are small (<= 1e-3 relative to the
-      largest entry); large ones mean the inputs are not covariance matrices, and we raise.
+    The trace of the square root comes from :func:`trace_sqrt_product`. pytorch-fid (the reference most
+    papers use) instead takes ``scipy.linalg.sqrtm`` of the product, drops round-off imaginary parts, and
+    retries with ``1e-6`` added to both diagonals when the product is singular. The two agree to about
+    1e-12 relative on full-rank covariances; on singular ones (fewer images than feature dimensions)
+    ours is exact and pytorch-fid's carries its offset's O(1e-6 * D) error. Inputs that are not
+    covariance matrices (asymmetric, or with a clearly negative eigenvalue) raise ``ValueError``.
 
     Defined in Chapter 4.
     """
@@ -179,25 +203,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         raise ValueError(f"covariances must be ({d}, {d}) to match the means; received {sigma1.shape} and "
                          f"{sigma2.shape}")
     diff = mu1 - mu2
-
-    covmean = _sqrtm_quiet(sigma1 @ sigma2)
-    if not _sqrtm_ok(covmean, sigma1 @ sigma2):
-        warnings.warn(f"FID: the square root of the covariance product failed (a singular product, usually "
-                      f"fewer samples than feature dimensions); adding {eps} to the diagonals", stacklevel=2)
-        offset = np.eye(d) * eps
-        covmean = _sqrtm_quiet((sigma1 + offset) @ (sigma2 + offset))
-
-    if np.iscomplexobj(covmean):
-        imag = np.abs(covmean.imag).max()
-        scale = max(np.abs(covmean.real).max(), 1e-12)
-        if imag > 1e-3 * scale and imag > 1e-3:
-            raise ValueError(f"FID: the matrix square root has a large imaginary component ({imag:.3g}); "
-                             f"are sigma1 and sigma2 symmetric positive semi-definite covariance matrices?")
-        covmean = covmean.real
-
-    # Round-off can make the FID of a set with itself a tiny negative number (-1e-6); we leave it as is
+    # Round-off can make the FID of a set with itself a tiny negative number (-1e-12); we leave it as is
     # rather than clamp, so that a real sign error elsewhere would still show.
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
 def fid_from_features(feats1, feats2) -> float:
@@ -233,8 +241,7 @@ def feature_stats(batches: Iterable, feature_fn: Callable[[torch.Tensor], torch.
 
 
 def compute_fid(real, fake, feature_fn: Callable[[torch.Tensor], torch.Tensor], *,
-                device: str | torch.device | None = None, max_items: int | None = None,
-                eps: float = 1e-6) -> float:
+                device: str | torch.device | None = None, max_items: int | None = None) -> float:
     """FID between two streams of image batches (DataLoaders, generators, lists of tensors).
 
     ``real`` / ``fake``: an iterable of batches, or an already computed :class:`FeatureStats` (cache the
@@ -248,7 +255,7 @@ def compute_fid(real, fake, feature_fn: Callable[[torch.Tensor], torch.Tensor], 
                                                                            max_items=max_items)
     s_fake = fake if isinstance(fake, FeatureStats) else feature_stats(fake, feature_fn, device=device,
                                                                            max_items=max_items)
-    return frechet_distance(s_real.mean, s_real.cov, s_fake.mean, s_fake.cov, eps=eps)
+    return frechet_distance(s_real.mean, s_real.cov, s_fake.mean, s_fake.cov)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -553,14 +560,14 @@ def fid_vs_sample_size(feats_a, feats_b, ns, repeats: int = 5, seed: int = 0) ->
     for n in ns:
         vals = []
         for _ in range(repeats):
-            sa = FeatureStats().update(a[rng.choice(len(a), n, replace=False)])
+            xa = a[rng.choice(len(a), n, replace=False)]
+            sa = FeatureStats().update(xa)
             sb = FeatureStats().update(b[rng.choice(len(b), n, replace=False)])
-            with warnings.catch_warnings():  # the eps fallback's warning is expected at small N
-                warnings.simplefilter("ignore")
-                vals.append(frechet_distance(sa.mean, sa.cov, sb.mean, sb.cov))
+            vals.append(frechet_distance(sa.mean, sa.cov, sb.mean, sb.cov))
         means.append(np.mean(vals))
         stds.append(np.std(vals))
-        ranks.append(int(np.linalg.matrix_rank(sa.cov)))
+        # The covariance's rank is that of the centred samples: an (N, D) SVD, cheap while N < D.
+        ranks.append(int(np.linalg.matrix_rank(xa - xa.mean(0))))
     return FIDCurve(ns, np.array(means), np.array(stds), np.array(ranks), a.shape[1])
 
 

@@ -11,6 +11,7 @@ from t2i_lib import metrics
 from t2i_lib.download import DownloadError
 from t2i_lib.metrics import (FeatureStats, FIDInceptionV3, bits_per_dim, codebook_usage, compute_fid,
                              fid_from_features, fid_vs_sample_size, frechet_distance, inception_feature_fn, psnr,
+                             trace_sqrt_product,
                              random_feature_fn)
 
 
@@ -78,32 +79,40 @@ def test_fid_of_a_set_with_itself_is_zero_even_when_singular():
     assert abs(fid_from_features(y, y)) < 1e-8
 
 
-@pytest.mark.parametrize("failure", ["nan", "wrong root"])
-def test_singular_product_falls_back_to_eps_offset(monkeypatch, failure):
+def test_trace_term_matches_scipy_sqrtm_the_pytorch_fid_way():
+    # pytorch-fid: Tr(sqrtm(S1 @ S2)).real, on full-rank covariances where sqrtm needs no offset
     rng = np.random.default_rng(5)
-    s1, s2 = np.diag(rng.uniform(0.5, 2, 4)), np.diag(rng.uniform(0.5, 2, 4))
-    calls = []
-    real_sqrtm = scipy.linalg.sqrtm
-
-    def flaky_sqrtm(a, *args, **kw):  # what older SciPy versions return for a singular product
-        calls.append(a)
-        if len(calls) == 1:
-            return np.full_like(a, np.nan) if failure == "nan" else np.zeros_like(a)
-        return real_sqrtm(a, *args, **kw)
-
-    monkeypatch.setattr(scipy.linalg, "sqrtm", flaky_sqrtm)
-    with pytest.warns(UserWarning, match="adding"):
-        val = frechet_distance(np.zeros(4), s1, np.zeros(4), s2, eps=1e-6)
-    assert len(calls) == 2
-    np.testing.assert_allclose(calls[1], (s1 + 1e-6 * np.eye(4)) @ (s2 + 1e-6 * np.eye(4)))
-    closed = np.sum(np.diag(s1) + np.diag(s2) - 2 * np.sqrt(np.diag(s1) * np.diag(s2)))
-    assert val == pytest.approx(closed, abs=1e-5)
+    x1, x2 = rng.normal(size=(400, 30)), rng.normal(size=(300, 30)) @ rng.normal(size=(30, 30))
+    s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+    ref = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    assert trace_sqrt_product(s1, s2) == pytest.approx(ref, rel=1e-10)
 
 
-def test_large_imaginary_part_and_bad_shapes_raise():
-    s_bad = np.diag([-1.0, 1.0])  # a negative variance: not a covariance, and its square root is complex
-    with pytest.raises(ValueError, match="imaginary"):
+def test_singular_covariances_are_exact_without_any_offset():
+    # N < D: S = Xc^T Xc / (N - 1) has rank N - 1. The nonzero eigenvalues of S1 S2 are the squared singular
+    # values of C = X2c X1c^T / (N - 1), so Tr((S1 S2)^{1/2}) is C's nuclear norm: an independent reference.
+    rng = np.random.default_rng(6)
+    n, d = 20, 64
+    x1, x2 = rng.normal(size=(n, d)), rng.normal(size=(n, d)) + 0.3
+    c1, c2 = x1 - x1.mean(0), x2 - x2.mean(0)
+    s1, s2 = c1.T @ c1 / (n - 1), c2.T @ c2 / (n - 1)
+    nuclear = np.linalg.svd(c2 @ c1.T / (n - 1), compute_uv=False).sum()
+    assert trace_sqrt_product(s1, s2) == pytest.approx(nuclear, rel=1e-9)
+    # and the FID built on it, against the definition with that reference trace
+    fid = np.sum((x1.mean(0) - x2.mean(0)) ** 2) + np.trace(s1) + np.trace(s2) - 2 * nuclear
+    assert fid_from_features(x1, x2) == pytest.approx(fid, rel=1e-9)
+
+
+def test_inputs_that_are_not_covariances_and_bad_shapes_raise():
+    s_bad = np.diag([-1.0, 1.0])  # a negative variance: not a covariance matrix
+    with pytest.raises(ValueError, match="positive semi-definite"):
         frechet_distance(np.zeros(2), s_bad, np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), s_bad)
+    with pytest.raises(ValueError, match="symmetric"):
+        frechet_distance(np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="non-finite"):
+        frechet_distance(np.zeros(2), np.array([[1.0, np.nan], [np.nan, 1.0]]), np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         frechet_distance(np.zeros(3), np.eye(2), np.zeros(3), np.eye(3))
 
