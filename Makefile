@@ -1,6 +1,7 @@
 # t2i-book: two commands set everything up on a fresh machine.
 #   make book   create .venv, install pinned packages, run every chapter (quick profile), build the HTML
-#   make test   the same setup, then library tests, nbval over book/, and the browser test of the book
+#   make test   the same setup, then library tests, the colab rehearsal, nbval over book/, and the browser
+#               test of the book
 # Helpers: make serve (serve the built book on 127.0.0.1), make test-fast (library tests only),
 #          make constraints (re-pin constraints.txt from the current .venv).
 SHELL := /bin/bash
@@ -13,7 +14,7 @@ PORT ?= 8000
 # Book builds and notebook tests always run the quick profile, on the CPU, offline.
 QUICK := T2I_PROFILE=quick T2I_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: book test test-fast test-lib test-notebooks test-browser serve venv vendor chromium constraints clean
+.PHONY: book test test-fast test-lib test-colab test-notebooks test-browser serve venv vendor chromium constraints clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -42,7 +43,13 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test-lib: $(STAMP)
-	$(QUICK) $(BIN)/python -m pytest tests -q -p no:cacheprovider --ignore=tests/test_book_browser.py
+	$(QUICK) $(BIN)/python -m pytest tests -q -p no:cacheprovider --ignore=tests/test_book_browser.py \
+	  --ignore=tests/test_colab_rehearsal.py
+
+# Every chapter's colab-profile code, on the CPU, offline, on small files in the real formats
+# (tests/test_colab_rehearsal.py says what is stood in for).
+test-colab: $(STAMP)
+	$(BIN)/python -m pytest tests/test_colab_rehearsal.py -q -p no:cacheprovider -s
 
 test-notebooks: $(STAMP)
 	$(QUICK) $(BIN)/python -m pytest --nbval-lax book -q -p no:cacheprovider
@@ -55,6 +62,7 @@ test-fast: test-lib
 test: $(STAMP) vendor chromium
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory test-lib; \
+	$(MAKE) --no-print-directory test-colab; \
 	$(MAKE) --no-print-directory test-notebooks; \
 	$(MAKE) --no-print-directory book; \
 	$(MAKE) --no-print-directory test-browser; \

@@ -8,7 +8,6 @@ import gzip
 import json
 import pickle
 import shutil
-import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -23,6 +22,8 @@ from t2i_lib.data import DATASETS, DatasetNotFoundError, get_dataset
 from t2i_lib.data import cifar, coco, mnist
 from t2i_lib.data.sources import SOURCES, Source
 from t2i_lib.download import sha256_file
+
+from fake_data import idx_images, idx_labels
 
 
 @pytest.fixture(autouse=True)
@@ -96,14 +97,6 @@ def test_digits_resize_and_bad_size():
 # ---------------------------------------------------------------------------------------------------
 # MNIST: IDX files (magic 2051 for images, 2049 for labels, big-endian)
 
-def _idx_images(a: np.ndarray) -> bytes:
-    return struct.pack(">IIII", 0x00000803, *a.shape) + a.astype(np.uint8).tobytes()
-
-
-def _idx_labels(a: np.ndarray) -> bytes:
-    return struct.pack(">II", 0x00000801, len(a)) + a.astype(np.uint8).tobytes()
-
-
 @pytest.fixture
 def mnist_files(tmp_path):
     """Raw and gzip'd IDX files: 24 training and 8 test images of random pixels."""
@@ -115,7 +108,7 @@ def mnist_files(tmp_path):
     src = tmp_path / "mnist_src"
     src.mkdir()
     for name, a in arrays.items():
-        data = _idx_images(a) if a.ndim == 3 else _idx_labels(a)
+        data = idx_images(a) if a.ndim == 3 else idx_labels(a)
         (src / name).write_bytes(data)
         with gzip.open(src / f"{name}.gz", "wb") as f:
             f.write(data)
