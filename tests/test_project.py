@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -87,3 +88,24 @@ def test_notebook_is_clean_and_colab_ready(nb_path):
     assert "torch" not in first.split("git+")[0].split("install")[-1], "the install cell must not reinstall torch"
     # The second code cell prints the run-profile banner.
     assert "setup(" in "".join(code[1]["source"])
+
+
+def test_colab_budget_benchmark_covers_every_colab_recipe(monkeypatch):
+    """benchmarks/colab_budget.py builds the model of every colab recipe; a new recipe needs a row there."""
+    import importlib.util
+
+    from t2i_lib.recipes import RECIPES
+
+    spec = importlib.util.spec_from_file_location("colab_budget", ROOT / "benchmarks" / "colab_budget.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "colab_budget", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    covered = {(r.chapter, r.name) for r in bench.RUNS}
+    recipes = {(ch, name) for ch, runs in RECIPES.items() for name in runs}
+    assert covered == recipes, f"missing rows: {sorted(recipes - covered)}; stale rows: {sorted(covered - recipes)}"
+    counts = bench.cpu_counts(next(r for r in bench.RUNS if r.name == "linear_ae"), batch_size=4)
+    assert counts["params"] == 784 * 10 * 2 + 10 + 784  # a 784 -> 10 -> 784 linear autoencoder with biases
+    # Each (4 x 784) @ (784 x 10)-sized product costs 2 * 4 * 784 * 10 FLOPs. Forward: 2 of them. Backward: the
+    # decoder's weight and input gradients and the encoder's weight gradient (the images need none): 3 more.
+    assert counts["flops"] == 5 * 2 * 4 * 784 * 10
+    assert counts["act_mib"] > 0
