@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from t2i_lib.models import AEConfig, ConvAutoencoder, LinearAutoencoder  # noqa: E402
 from t2i_lib.models.dvae import DVAE, DVAEConfig  # noqa: E402
 from t2i_lib.models.pixelcnn import GatedPixelCNN  # noqa: E402
-from t2i_lib.models.vae import ConvVAE, ResNetVAE, VAEConfig  # noqa: E402
+from t2i_lib.models.vae import ConvVAE, ResNetVAE, SpatialVAE, VAEConfig  # noqa: E402
 from t2i_lib.models.vae_sf import ScoreFunctionVAE  # noqa: E402
 from t2i_lib.models.vqvae import VQVAE, ResNetVQVAE, VQVAEConfig  # noqa: E402
 from t2i_lib.profiles import get_profile  # noqa: E402
@@ -84,6 +84,7 @@ RUNS = [
     Run("ch02", "collapse", lambda: ConvVAE(MNIST_VAE, latent_dim=32, beta=8.0), image_label(1, 28), "x4 settings"),
     Run("ch02", "resnet_vae", lambda: ResNetVAE(latent_dim=128, pretrained=False, freeze_encoder=True),
         image_label(3, 32), "trunk frozen"),
+    Run("ch02", "spatial_vae", lambda: SpatialVAE(), image_label(3, 32)),
     Run("ch03", "vae_estimators", lambda: ScoreFunctionVAE(latent_dim=16, likelihood="bernoulli", binarize=True,
                                                             estimator="score_function", n_samples=4),
         image_label(1, 28), "x3 estimators"),

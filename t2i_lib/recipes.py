@@ -100,12 +100,28 @@ RECIPES["ch02"] = {
         colab=TrainConfig(steps=4000, batch_size=128, lr=2e-3, schedule="cosine", warmup_steps=100, log_every=50),
     ),
     # The report's CIFAR-10 VAE with a ResNet-50 encoder (latent_dim=128, frozen ImageNet trunk).
-    # quick: a smoke run of a few updates on CPU, to show the code path runs; it produces no result.
-    # colab: ~13 epochs of CIFAR-10; estimated 10-15 min on a T4 in fp16 and 2-4 GB of GPU memory (the
-    # frozen trunk stores no activations for backward; an unfrozen one would need several times more).
+    # quick: on Shapes 32 px with a random frozen trunk (see spatial_vae below for the measurements).
+    # colab: ~13 epochs of CIFAR-10; estimated 10-15 min on a T4 in fp16. Memory, measured on the CPU by
+    # benchmarks/colab_budget.py: 42 GFLOP per update, 67 MiB of activations saved for backward and 116 MiB
+    # of weights, gradients and AdamW state (fp32), so well under 1 GB of tensors on the GPU (the frozen
+    # trunk stores no activations for backward; an unfrozen one would need several times more).
     "resnet_vae": dict(
-        quick=TrainConfig(steps=3, batch_size=8, lr=1e-3, log_every=1),
+        quick=TrainConfig(steps=200, batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=20, log_every=20),
         colab=TrainConfig(steps=5000, batch_size=128, lr=1e-3, schedule="cosine", warmup_steps=200,
+                          log_every=50, eval_every=1000, eval_batches=20),
+    ),
+    # The VAE set beside it: SpatialVAE, a 2 x 8 x 8 latent map (128 numbers, as the ResNet VAE's vector),
+    # the same likelihood, beta and optimiser. quick (Shapes 32 px, 4,096 images; the ResNet trunk random and
+    # frozen: no ImageNet weights offline): equal CPU time rather than equal updates, ~25-30 s each on 2
+    # cores: the ResNet's 200 updates cost as much as these 1,000. Measured, seeds 0 and 1: test ELBO
+    # +2,851 / +3,179 nats and PSNR 22.0 / 23.3 dB, against the ResNet VAE's -1,594 / -1,278 nats and
+    # 16.1 / 16.3 dB. KL warm-up over the first 200 updates gave the spatial VAE 23.6 / 24.0 dB. Before its
+    # input was centred, its KL collapsed to 0-5 nats (15 dB, the mean image) in most runs.
+    # colab: the same 5,000 updates of 128 as the ResNet VAE on CIFAR-10; estimated 2-3 min on a T4
+    # (benchmarks/colab_budget.py: 6 GFLOP per update), well under 1 GB.
+    "spatial_vae": dict(
+        quick=TrainConfig(steps=1000, batch_size=32, lr=2e-3, schedule="cosine", warmup_steps=20, log_every=20),
+        colab=TrainConfig(steps=5000, batch_size=128, lr=2e-3, schedule="cosine", warmup_steps=200,
                           log_every=50, eval_every=1000, eval_batches=20),
     ),
 }
@@ -165,7 +181,8 @@ RECIPES["ch04"] = {
     # The report's ResNet-101 VQ-VAE with the frozen ImageNet trunk (cut after layer2), one recipe per
     # dataset the report used. quick: two updates of 8 images, a smoke test of the code path only.
     # colab (estimated on a T4 in fp16): MNIST at 32 px ~3 min, CIFAR-10 ~6 min, COCO at 64 px (20k images)
-    # ~8 min plus the image download; 2-3 GB of GPU memory (the frozen trunk keeps no activations for backward).
+    # ~8 min plus the image download. Under 1 GB of tensors: benchmarks/colab_budget.py measures 70 MiB
+    # (32 px, batch 128) and 138 MiB (64 px, batch 64) of saved activations and 19 MiB of parameter state.
     "resnet_vqvae_mnist": dict(
         quick=TrainConfig(steps=2, batch_size=8, lr=1e-3, log_every=1),
         colab=TrainConfig(steps=2000, batch_size=128, lr=1e-3, schedule="cosine", warmup_steps=100, log_every=50),
@@ -192,7 +209,9 @@ RECIPES["ch04"] = {
     # differ by a few points on 2 CPU threads (the order of floating-point sums). With an earlier
     # tokeniser, 600 updates of 64 left 1.18 nats and 61%; a 64-channel prior (1,500 updates of 64) reached
     # 0.77 nats and 80% but took ~8 min on 2 shared cores.
-    # colab: 128 channels, 10 layers, 200,000 maps; estimated 8-10 min on a T4, 1-2 GB.
+    # colab: 128 channels, 10 layers, 200,000 maps; estimated 8-10 min on a T4. benchmarks/colab_budget.py
+    # counts 330 GFLOP per update (so at least 5.5 min of arithmetic at 20 TFLOP/s), 432 MiB of saved
+    # activations and 103 MiB of parameter state: under 1 GB of tensors.
     "prior": dict(
         quick=TrainConfig(steps=1800, batch_size=32, lr=5e-3, schedule="cosine", warmup_steps=20, log_every=20),
         colab=TrainConfig(steps=20_000, batch_size=128, lr=1e-3, schedule="cosine", warmup_steps=500, log_every=100),

@@ -74,6 +74,8 @@ def test_notebook_is_clean_and_colab_ready(nb_path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     for c in code:
         assert not c.get("outputs") and c.get("execution_count") is None, f"{nb_path.name} is committed with outputs"
+    ids = [c.get("id") for c in nb["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), f"{nb_path.name}: cell ids must be present and unique"
     meta = nb["metadata"]
     assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4"
     assert meta["kernelspec"]["name"] == "python3"

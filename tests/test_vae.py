@@ -11,8 +11,9 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from t2i_lib.data import get_dataset
-from t2i_lib.models.vae import (ConvVAE, KLWarmup, ResNetVAE, VAEConfig, active_units, kl_standard_normal,
-                                latent_stats)
+from t2i_lib.metrics import psnr
+from t2i_lib.models.vae import (ConvVAE, KLWarmup, ResNetVAE, SpatialVAE, VAEConfig, active_units,
+                                kl_standard_normal, latent_stats)
 from t2i_lib.profiles import get_profile
 from t2i_lib.recipes import RECIPES, recipe
 from t2i_lib.train import TrainConfig, evaluate, train
@@ -232,8 +233,64 @@ def test_resnet_vae_frozen_trunk_keeps_batchnorm_statistics():
     torch.testing.assert_close(vae.trunk[1].running_mean, before)
 
 
+def test_spatial_vae_shapes_latent_size_and_errors():
+    vae = SpatialVAE()
+    assert vae.cfg.latent_dim == 2 * 8 * 8 == 128  # as many latent numbers as the ResNet VAE's default
+    x = torch.rand(3, 3, 32, 32)
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (3, 128)
+    out = vae(x)
+    assert out.shape == (3, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+    assert vae.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 32, 32)
+    loss, m = vae.loss((x, torch.zeros(3)))
+    assert torch.isfinite(loss) and m["elbo"] == pytest.approx(-(m["recon"] + m["kl"]).item(), rel=1e-6)
+    assert vae.loss({"image": x})[1]["kl"] == pytest.approx(m["kl"].item(), rel=0.5)  # Shapes-style dicts too
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        vae.encode(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, 128\)"):
+        vae.decode(torch.zeros(2, 64))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        SpatialVAE(image_size=30)
+
+
+def test_spatial_vae_latent_cells_are_local():
+    """What makes it spatial: a latent cell only reaches the pixels around its own 4x4 patch. The decoder
+    (3x3 conv, then two 4x4 stride-2 transposed convs) gives cell (i, j) a reach of rows 4i-7 .. 4i+10."""
+    torch.manual_seed(0)
+    vae = SpatialVAE()
+    z = torch.randn(1, 128)
+    jac = torch.autograd.functional.jacobian(lambda zz: vae.decode(zz).sum(1)[0], z)  # (32, 32, 1, 128)
+    jac = jac[:, :, 0].reshape(32, 32, 2, 8, 8)  # d pixel / d z[channel, row, col]
+    for i, j in [(0, 0), (3, 4), (7, 7)]:
+        touched = jac[:, :, :, i, j].abs().sum(-1) > 0  # (32, 32): the pixels cell (i, j) influences
+        rows, cols = touched.any(1).nonzero().flatten(), touched.any(0).nonzero().flatten()
+        assert touched.any()
+        assert rows.min() >= 4 * i - 7 and rows.max() <= 4 * i + 10, (i, rows.tolist())
+        assert cols.min() >= 4 * j - 7 and cols.max() <= 4 * j + 10, (j, cols.tolist())
+        assert touched.sum() <= 18 * 18  # a small window, never the whole 32 x 32 image
+
+
+def test_spatial_vae_training_uses_its_latent():
+    """600 updates on Shapes: the reconstructions must beat the best image that ignores the input (the
+    training set's mean image) by 2 dB, with the KL showing that z carries information. Measured with
+    3 seeds: 18.4-18.7 dB against 15.0 dB, KL 113-136 nats."""
+    tr = get_dataset("shapes", "train", profile=CPU, image_size=32, length=1024)
+    te = get_dataset("shapes", "test", profile=CPU, image_size=32, length=256)
+    x = torch.stack([te[i]["image"] for i in range(256)])
+    mean_image = torch.stack([tr[i]["image"] for i in range(1024)]).mean(0, keepdim=True).expand_as(x)
+    torch.manual_seed(0)
+    vae = SpatialVAE(width=32)
+    train(vae, tr, TrainConfig(steps=600, batch_size=32, lr=3e-3, schedule="cosine", warmup_steps=20, log_every=50),
+          profile=CPU, progress=False)
+    res = evaluate(vae, te, batch_size=256, profile=CPU)
+    with torch.no_grad():
+        rec = vae.eval()(x)
+    assert psnr(rec, x) > psnr(mean_image, x) + 2.0
+    assert res["kl"] > 50
+
+
 def test_recipes_exist_for_both_profiles():
-    assert {"vae", "collapse"} <= set(RECIPES["ch02"])
+    assert {"vae", "collapse", "resnet_vae", "spatial_vae"} <= set(RECIPES["ch02"])
     for name, runs in RECIPES["ch02"].items():
         for prof in ("quick", "colab"):
             cfg = recipe("ch02", name, prof)

@@ -24,10 +24,10 @@ from .ppca import PPCA, gaussian_kl
 from .pixelcnn import GatedPixelCNN, PixelCNNConfig
 from .quantize import QuantizerConfig, VectorQuantizer
 from .vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
-from .vae import ConvVAE, ResNetVAE, ResNetVAEConfig, VAEConfig, active_units
+from .vae import ConvVAE, ResNetVAE, ResNetVAEConfig, SpatialVAE, SpatialVAEConfig, VAEConfig, active_units
 
 __all__ = ["DVAE", "DVAEConfig", "OpenAIDVAE", "OpenAIDVAEConfig", "GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
            "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
-           "ResNetVAEConfig", "VAEConfig", "active_units",
+           "ResNetVAEConfig", "SpatialVAE", "SpatialVAEConfig", "VAEConfig", "active_units",
            "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_dataset", "pca",
            "pca_subspace_angles", "stack_dataset"]
