@@ -121,15 +121,11 @@ class Synthetic(Dataset):
         return self.items[i]
 
 
-def collate(items):
-    return torch.utils.data.default_collate(items)
-
-
 def cpu_counts(run: Run, batch_size: int) -> dict:
     """FLOPs of one forward + backward, autograd's saved bytes, and the parameter state, on the CPU."""
     torch.manual_seed(0)
     model = run.model().train()
-    batch = collate(Synthetic(run.item, batch_size).items)
+    batch = torch.utils.data.default_collate(Synthetic(run.item, batch_size).items)
     saved: dict[int, int] = {}
 
     def pack(t):
