@@ -43,15 +43,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from t2i_lib.models import AEConfig, ConvAutoencoder, LinearAutoencoder  # noqa: E402
-from t2i_lib.models.dvae import DVAE, DVAEConfig  # noqa: E402
-from t2i_lib.models.pixelcnn import GatedPixelCNN  # noqa: E402
-from t2i_lib.models.vae import ConvVAE, ResNetVAE, SpatialVAE, VAEConfig  # noqa: E402
-from t2i_lib.models.vae_sf import ScoreFunctionVAE  # noqa: E402
-from t2i_lib.models.vqvae import VQVAE, ResNetVQVAE, VQVAEConfig  # noqa: E402
-from t2i_lib.profiles import get_profile  # noqa: E402
-from t2i_lib.recipes import recipe  # noqa: E402
-from t2i_lib.train import train  # noqa: E402
+from t2i_lib.models import AEConfig, ConvAutoencoder, LinearAutoencoder
+from t2i_lib.models.dvae import DVAE, DVAEConfig
+from t2i_lib.models.pixelcnn import GatedPixelCNN
+from t2i_lib.models.vae import ConvVAE, ResNetVAE, SpatialVAE, VAEConfig
+from t2i_lib.models.vae_sf import ScoreFunctionVAE
+from t2i_lib.models.vqvae import VQVAE, ResNetVQVAE, VQVAEConfig
+from t2i_lib.profiles import get_profile
+from t2i_lib.recipes import recipe
+from t2i_lib.train.trainer import train
 
 ASSUMED_T4_FLOPS = 20e12
 MNIST_VAE = VAEConfig(latent_dim=16, likelihood="bernoulli", binarize=True)

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from t2i_lib.metrics import FeatureStats, trace_sqrt_product  # noqa: E402
+from t2i_lib.metrics.fid import FeatureStats, trace_sqrt_product
 
 
 def _mib(n_bytes: float) -> str:

@@ -29,8 +29,8 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from t2i_lib.profiles import Profile  # noqa: E402
-from t2i_lib.train import TrainConfig, train  # noqa: E402
+from t2i_lib.profiles import Profile
+from t2i_lib.train.trainer import TrainConfig, train
 
 
 class ConvAutoencoder(nn.Module):

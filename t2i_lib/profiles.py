@@ -17,7 +17,6 @@ Defined in Chapter 1 (every chapter's first code cell calls :func:`setup`).
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -25,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from t2i_lib import env
+
 PROFILES = ("quick", "colab")
-ENV_VAR = "T2I_PROFILE"
+ENV_VAR = env.PROFILE
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def get_profile(name: str | None = None, device: str | torch.device | None = Non
     ``device`` and ``precision`` may be forced (tests do this); otherwise they follow the hardware.
     """
     has_cuda = torch.cuda.is_available()
-    name = name or os.environ.get(ENV_VAR) or ("colab" if has_cuda else "quick")
+    name = name or env.profile_name() or ("colab" if has_cuda else "quick")
     name = name.strip().lower()
     if name not in PROFILES:
         raise ValueError(

@@ -1,6 +1,6 @@
 """Small datasets written in the real on-disk formats, where the library looks for them.
 
-The loaders are tested on these (``test_data_loaders.py``), and the colab rehearsal
+The loaders are tested on these (``test_data.py``), and the colab rehearsal
 (``test_colab_rehearsal.py``) runs whole chapters on them. Pixels are random: these files check
 formats and code paths, never what a model learns.
 """

@@ -32,16 +32,12 @@ DVAE_SIZE = dict(n_hid=16, n_blk_per_group=1)  # release: n_hid=256, 2 blocks pe
 def _cap_recipes() -> None:
     import t2i_lib.recipes as recipes
 
-    full = recipes.recipe
-
-    @functools.wraps(full)
-    def recipe(chapter, name, profile, **overrides):
-        cfg = full(chapter, name, profile, **overrides)
+    def cap(chapter, name, profile, cfg):
         return dataclasses.replace(cfg, steps=min(cfg.steps, MAX_STEPS), batch_size=min(cfg.batch_size, MAX_BATCH),
                                    warmup_steps=min(cfg.warmup_steps, 1), eval_every=0,
                                    eval_batches=2, log_every=1, ckpt_every=0)
 
-    recipes.recipe = recipe
+    recipes.CAP = cap
 
 
 def _random_imagenet_trunks() -> None:
@@ -63,26 +59,27 @@ def _random_imagenet_trunks() -> None:
 
 def _random_fid_inception(folder: Path) -> None:
     import t2i_lib.metrics as metrics
+    import t2i_lib.metrics.fid as fid
 
     path = folder / "fid_inception_random.pth"
     if not path.is_file():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             torch.save(metrics.FIDInceptionV3().state_dict(), path)
-    full = metrics.inception_feature_fn
+    full = fid.inception_feature_fn
 
     @functools.wraps(full)
     def inception_feature_fn(device=None, **kw):
         print("rehearsal: FID Inception-v3 with random weights")
         return full(device, weights_path=path, **kw)
 
-    metrics.inception_feature_fn = inception_feature_fn
+    fid.inception_feature_fn = metrics.inception_feature_fn = inception_feature_fn  # the module and the package
 
 
 def _small_openai_dvae(folder: Path) -> None:
     import dall_e
 
-    from t2i_lib.download import cache_dir, sha256_file
+    from t2i_lib.storage.download import cache_dir, sha256_file
     from t2i_lib.models.openai_dvae import OpenAIDVAE, OpenAIDVAEConfig
 
     dest = cache_dir("weights/openai_dvae")
@@ -102,7 +99,7 @@ def _small_openai_dvae(folder: Path) -> None:
 
 
 def _cap_prior_sizes() -> None:
-    import t2i_lib.prior as prior
+    import t2i_lib.experiments.prior as prior
 
     maps, samples = prior.shapes_code_maps, prior.sample_and_score
 

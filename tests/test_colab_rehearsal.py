@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_data import write_cifar10, write_coco, write_mnist
 
 nbformat = pytest.importorskip("nbformat")

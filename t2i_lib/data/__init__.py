@@ -17,6 +17,17 @@ The quick profile uses the first two (offline). ``download`` defaults to True on
 profile; with ``download=False`` a missing dataset raises :class:`DatasetNotFoundError` saying what to
 put where. Files live under ``root`` (default ``cache_dir("data")``: ``$T2I_CACHE/data``).
 
+Modules:
+
+- ``batches``: ``images_of`` and ``stack_dataset``, batches and datasets as tensors (Chapter 1)
+- ``sources``: where each downloadable dataset comes from, its files, sizes and SHA-256 pins (Chapter 1)
+- ``digits``: scikit-learn's Digits, the offline MNIST stand-in (Chapter 1)
+- ``mnist``: MNIST from its IDX files (Chapter 1)
+- ``cifar``: CIFAR-10 from its pickled batches (Chapter 2)
+- ``coco``: COCO Captions 2017, images and captions through pycocotools (Chapter 5)
+- ``shapes/``: the Shapes world, its renderer, captions, scorer and dataset (Chapter 4)
+- ``token_cache``: a dataset's image tokens, encoded once into a resumable memory-mapped file (Chapter 5)
+
 Defined in Chapter 1 (each dataset's own module names the chapter that introduces it).
 """
 
@@ -25,28 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from t2i_lib.data.batches import images_of, stack_dataset
 from t2i_lib.data.sources import SOURCES, DatasetNotFoundError
 
-__all__ = ["get_dataset", "images_of", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "SOURCES"]
+__all__ = ["get_dataset", "images_of", "stack_dataset", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "SOURCES"]
 
 
-def images_of(batch):
-    """The image tensor of a DataLoader batch: a tensor, the first item of a tuple/list, or batch['image'].
-
-    Every dataset here yields one of these three forms, so models and metrics accept all of them.
-    """
-    import torch
-
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, dict):
-        if "image" not in batch:
-            raise ValueError(f"a dict batch needs an 'image' key; received keys {sorted(batch)}")
-        return batch["image"]
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]
-    raise TypeError(f"cannot find images in a batch of type {type(batch).__name__}; yield tensors (B, C, H, W), "
-                    f"(images, labels) tuples or dicts with an 'image' key")
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,7 @@ class DatasetInfo:
 
 
 def _shapes(split, root, image_size, download, **kw):
-    from t2i_lib.data.shapes import ShapesDataset
+    from t2i_lib.data.shapes.dataset import ShapesDataset
     return ShapesDataset(split=split, image_size=image_size, **kw)
 
 

@@ -3,7 +3,7 @@
 Where the files go: ``<root>/cifar-10-batches-py/`` holding ``data_batch_1`` ... ``data_batch_5``,
 ``test_batch`` and ``batches.meta`` (pickled dicts, the "python version" of the dataset); ``root``
 defaults to ``cache_dir("data")``. With ``download=True`` (the colab profile) the 170 MB archive
-``cifar-10-python.tar.gz`` is fetched into ``<root>`` through :func:`t2i_lib.download.fetch`, checked
+``cifar-10-python.tar.gz`` is fetched into ``<root>`` through :func:`t2i_lib.storage.download.fetch`, checked
 against its published SHA-256, and unpacked. An archive already in ``<root>`` is unpacked without
 downloading.
 
@@ -25,9 +25,8 @@ from torch.utils.data import Dataset
 
 from t2i_lib.data.digits import check_image_size, resize_images
 from t2i_lib.data.mnist import holdout_indices
-from t2i_lib.data.sources import (SOURCES, DatasetNotFoundError, announce, fetch_source,
-                                  missing_message)
-from t2i_lib.download import cache_dir, fetch
+from t2i_lib.data.sources import SOURCES, DatasetNotFoundError, announce, fetch_source, missing_message
+from t2i_lib.storage.download import cache_dir, fetch
 
 SPLITS = ("train", "val", "test")
 FOLDER = "cifar-10-batches-py"

@@ -5,7 +5,7 @@ Where the files go (``root`` defaults to ``cache_dir("data")``)::
     <root>/coco/annotations/captions_train2017.json   (and captions_val2017.json)
     <root>/coco/train2017/000000391895.jpg ...          (and val2017/...)
 
-With ``download=True`` (the colab profile) missing files come through :func:`t2i_lib.download.fetch`,
+With ``download=True`` (the colab profile) missing files come through :func:`t2i_lib.storage.download.fetch`,
 checked against their published SHA-256 (see ``sources.py``):
 
 - ``annotations_trainval2017.zip`` (253 MB); only the two captions files are unpacked from it.
@@ -36,9 +36,8 @@ import torch
 from torch.utils.data import Dataset
 
 from t2i_lib.data.digits import check_image_size
-from t2i_lib.data.sources import (SOURCES, DatasetNotFoundError, announce, fetch_source,
-                                  missing_message)
-from t2i_lib.download import cache_dir, fetch, human_size
+from t2i_lib.data.sources import SOURCES, DatasetNotFoundError, announce, fetch_source, missing_message
+from t2i_lib.storage.download import cache_dir, fetch, human_size
 
 SPLITS = ("train", "val")   # COCO 2017's test images have no public captions
 CAPTION_CHOICES = ("random", "first")

@@ -3,7 +3,7 @@
 Where the files go: ``<root>/MNIST/raw/``, the four IDX files uncompressed (what torchvision reads),
 e.g. ``train-images-idx3-ubyte``; ``root`` defaults to ``cache_dir("data")``. With ``download=True``
 (the colab profile) the four original ``.gz`` files (about 11.6 MB) are fetched through
-:func:`t2i_lib.download.fetch`, checked against their published SHA-256 (see ``sources.py``) and
+:func:`t2i_lib.storage.download.fetch`, checked against their published SHA-256 (see ``sources.py``) and
 unpacked there. A ``.gz`` already in that folder, e.g. copied by hand, is unpacked without any download.
 
 Splits: ``train`` and ``val`` divide the 60,000 training images (``val_fraction``, default 1/12, i.e.
@@ -24,9 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from t2i_lib.data.digits import check_image_size, resize_images
-from t2i_lib.data.sources import (SOURCES, DatasetNotFoundError, announce, fetch_source,
-                                  missing_message)
-from t2i_lib.download import cache_dir, fetch
+from t2i_lib.data.sources import SOURCES, DatasetNotFoundError, announce, fetch_source, missing_message
+from t2i_lib.storage.download import cache_dir, fetch
 
 SPLITS = ("train", "val", "test")
 _SPLIT_SEED = 20240501  # fixes the train/val division forever; not the training seed

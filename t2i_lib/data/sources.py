@@ -3,7 +3,7 @@
 The hashes are the published ones, not computed by us: the MNIST and COCO 2017 rows match TensorFlow
 Datasets' url_checksums files (``mnist.txt``, ``coco2017.txt``), the CIFAR-10 row its ``cifar10.csv``
 and Keras' ``cifar10.load_data`` (both pin the same digest for ``cifar-10-python.tar.gz``). MNIST's
-sizes are the gzip files', as served. :func:`t2i_lib.download.fetch` checks each download against these.
+sizes are the gzip files', as served. :func:`t2i_lib.storage.download.fetch` checks each download against these.
 
 Only the colab profile downloads anything (see ``get_dataset(download=...)``). The quick profile uses
 Shapes and Digits, which need no files.
@@ -74,7 +74,7 @@ class DatasetNotFoundError(FileNotFoundError):
 def missing_message(dataset: str, directory: Path, expected: list[str], sources: list[Source],
                     extra: str = "") -> str:
     """The text of a DatasetNotFoundError: what is missing, where it goes, how to get it."""
-    from t2i_lib.download import human_size
+    from t2i_lib.storage.download import human_size
 
     lines = [f"{dataset} is not on disk. Expected in {directory}:"]
     lines += [f"  {name}" for name in expected]
@@ -90,7 +90,7 @@ def missing_message(dataset: str, directory: Path, expected: list[str], sources:
 
 def announce(dataset: str, sources: list[Source], directory: Path) -> None:
     """Print, before anything is fetched, what will be downloaded and how large it is."""
-    from t2i_lib.download import human_size
+    from t2i_lib.storage.download import human_size
 
     total = sum(s.size for s in sources)
     print(f"{dataset} is not in {directory}; downloading {len(sources)} file(s), "
@@ -102,7 +102,7 @@ def announce(dataset: str, sources: list[Source], directory: Path) -> None:
 def fetch_source(fetch, source: Source, dest: Path, desc: str | None = None) -> Path:
     """``fetch`` one source into ``dest`` (a file path), trying its mirrors if the main URL fails.
     ``fetch`` is passed in so that each loader module's own (monkeypatchable) name is used."""
-    from t2i_lib.download import DownloadError
+    from t2i_lib.storage.download import DownloadError
 
     errors = []
     for url in (source.url,) + source.mirrors:

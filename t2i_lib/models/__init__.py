@@ -5,9 +5,13 @@ about it: it is an ``nn.Module`` with ``loss(batch) -> (loss, metrics)``, where 
 the DataLoader yields (already on the device), ``loss`` a scalar tensor and ``metrics`` a dict of
 floats or 0-d tensors to log.
 
+- ``config``: ``resolve_config``, the one way every model takes a config and keyword overrides (Chapter 1)
+- ``checks``: geometry and input checks with actionable messages (Chapter 1)
+- ``blocks``: the residual conv trunk the VQ-VAE and the dVAE share, and PSNR (Chapter 4)
 - ``autoencoder``: PCA as a linear autoencoder, the report's convolutional autoencoder (Chapter 1)
 - ``ppca``: probabilistic PCA, where the ELBO and log p(x) are exact (Chapter 2)
-- ``vae``: the report's convolutional VAE and its ResNet-50 VAE, collapse diagnostics (Chapter 2)
+- ``vae``: the report's convolutional VAE, its ResNet-50 VAE, a spatial VAE, collapse diagnostics (Chapter 2)
+- ``vae_sf``: the same VAE trained with the score-function estimator instead of the pathwise one (Chapter 3)
 - ``quantize``: the vector quantiser with its codebook fixes as switches (Chapter 4)
 - ``vqvae``: the residual VQ-VAE (DeepMind's Sonnet configuration) and the report's ResNet-101 VQ-VAE (Chapter 4)
 - ``pixelcnn``: a gated PixelCNN, the learned prior over code maps (Chapter 4)
@@ -15,19 +19,20 @@ floats or 0-d tensors to log.
 - ``openai_dvae``: OpenAI's released DALL-E dVAE, re-implemented and loaded without unpickling code (Chapter 5)
 """
 
-from .autoencoder import (AEConfig, ConvAutoencoder, LinearAutoencoder, PCAResult, encode_dataset, pca,
-                          pca_subspace_angles, stack_dataset)
-
-from .dvae import DVAE, DVAEConfig
-from .openai_dvae import OpenAIDVAE, OpenAIDVAEConfig
-from .ppca import PPCA, gaussian_kl
-from .pixelcnn import GatedPixelCNN, PixelCNNConfig
-from .quantize import QuantizerConfig, VectorQuantizer
-from .vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
-from .vae import ConvVAE, ResNetVAE, ResNetVAEConfig, SpatialVAE, SpatialVAEConfig, VAEConfig, active_units
+from t2i_lib.data.batches import stack_dataset
+from t2i_lib.models.autoencoder import (AEConfig, ConvAutoencoder, LinearAutoencoder, PCAResult,
+                                        encode_latents, pca, pca_subspace_angles)
+from t2i_lib.models.dvae import DVAE, DVAEConfig
+from t2i_lib.models.openai_dvae import OpenAIDVAE, OpenAIDVAEConfig
+from t2i_lib.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
+from t2i_lib.models.ppca import PPCA, gaussian_kl
+from t2i_lib.models.quantize import QuantizerConfig, VectorQuantizer
+from t2i_lib.models.vae import (ConvVAE, ResNetVAE, ResNetVAEConfig, SpatialVAE, SpatialVAEConfig, VAEConfig,
+                                active_units)
+from t2i_lib.models.vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
 
 __all__ = ["DVAE", "DVAEConfig", "OpenAIDVAE", "OpenAIDVAEConfig", "GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
            "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
            "ResNetVAEConfig", "SpatialVAE", "SpatialVAEConfig", "VAEConfig", "active_units",
-           "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_dataset", "pca",
+           "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_latents", "pca",
            "pca_subspace_angles", "stack_dataset"]

@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import images_of
-from .config import resolve_config
+from t2i_lib.data.batches import images_of
+from t2i_lib.models.checks import check_conv_geometry
+from t2i_lib.models.config import resolve_config
+
 
 RECON_LOSSES = ("bce", "mse")
 
@@ -61,10 +63,6 @@ def _recon_loss(logits: torch.Tensor, target: torch.Tensor, recon: str):
         loss = mse
     return loss, {"mse": mse.detach()}
 
-
-# ----------------------------------------------------------------------------------------------
-# PCA, the linear reference
-# ----------------------------------------------------------------------------------------------
 
 @dataclass
 class PCAResult:
@@ -126,10 +124,6 @@ def pca(X, k: int) -> PCAResult:
     return PCAResult(components=np.ascontiguousarray(Vt[:k]), mean=mean, explained_variance=var[:k].copy(),
                      total_variance=float(var.sum()), spectrum=var.copy())
 
-
-# ----------------------------------------------------------------------------------------------
-# The linear autoencoder
-# ----------------------------------------------------------------------------------------------
 
 class LinearAutoencoder(nn.Module):
     """x -> z = W_e (x - m) + b_e -> x' = W_d z + b_d + m, with z of size ``k`` and no non-linearity.
@@ -223,27 +217,6 @@ def pca_subspace_angles(model: LinearAutoencoder, X=None, *, pca_result: PCAResu
                          f"expected ({model.k}, {model.n_in}) to match the model")
     W_d = model.decoder.weight.detach().cpu().double().numpy()  # (n, k): its columns span the code space
     return np.degrees(subspace_angles(W_d, pca_result.components.T))
-
-
-# ----------------------------------------------------------------------------------------------
-# The convolutional autoencoder of the report's Figure 1
-# ----------------------------------------------------------------------------------------------
-
-def check_conv_geometry(image_size: int, widths, latent_dim: int) -> tuple[int, ...]:
-    """Validate a conv encoder's geometry (shared by Chapter 1's autoencoder and Chapter 2's VAE).
-
-    Returns ``widths`` as a tuple of ints; raises ValueError saying what would work instead.
-    """
-    widths = tuple(int(w) for w in widths)
-    if not widths:
-        raise ValueError("widths needs at least one conv layer, e.g. (32, 64)")
-    f = 2 ** len(widths)
-    if image_size % f:
-        raise ValueError(f"image_size={image_size} must be divisible by 2**len(widths) = {f} "
-                         f"(each stride-2 layer halves it); e.g. 28 or 32 with widths=(32, 64)")
-    if latent_dim < 1:
-        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
-    return widths
 
 
 @dataclass
@@ -342,21 +315,8 @@ class ConvAutoencoder(nn.Module):
         return _recon_loss(logits, x, self.cfg.recon)
 
 
-def stack_dataset(dataset, max_items: int | None = None, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (image, label) items of a dataset as two tensors: images (N, C, H, W) and labels (N,).
-
-    ``max_items`` keeps the first N items (the datasets' orders are fixed, so this is reproducible).
-
-    Defined in Chapter 1.
-    """
-    n = len(dataset) if max_items is None else min(len(dataset), max_items)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=batch_size)
-    xs, ys = zip(*[(x, torch.as_tensor(y)) for x, y in loader])
-    return torch.cat(xs), torch.cat(ys)
-
-
 @torch.no_grad()
-def encode_dataset(model: nn.Module, dataset, batch_size: int = 512, device=None,
+def encode_latents(model: nn.Module, dataset, batch_size: int = 512, device=None,
                    max_items: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode a whole (image, label) dataset: returns (latents (N, k) on the CPU, labels (N,)).
 

@@ -42,11 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import images_of
-from ..metrics import psnr
-from .config import resolve_config
-from .quantize import codebook_stats
-from .vqvae import check_residual_geometry, residual_decoder, residual_encoder
+from t2i_lib.data.batches import images_of
+from t2i_lib.models.blocks import residual_decoder, residual_encoder
+from t2i_lib.models.checks import check_residual_geometry
+from t2i_lib.models.blocks import psnr
+from t2i_lib.models.config import resolve_config
+from t2i_lib.models.quantize import codebook_stats
 
 __all__ = ["DVAEConfig", "DVAE", "gumbel_softmax", "kl_to_uniform", "Anneal", "dvae_schedules"]
 

@@ -60,17 +60,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_model_state, load_weights, save_weights
-from ..download import DownloadError, cache_dir, fetch, human_size, sha256_file
-from .config import resolve_config
+from t2i_lib.models.config import resolve_config
+from t2i_lib.storage.checkpoint import CheckpointError, load_model_state, load_weights, save_weights
+from t2i_lib.storage.download import DownloadError, cache_dir, fetch, human_size, sha256_file
+from t2i_lib.storage.unpickle import collect_tensors, make_standin, restricted_pickle_module
 
-__all__ = ["OpenAIDVAEConfig", "OpenAIDVAE", "DVAEEncoder", "DVAEDecoder", "map_pixels", "unmap_pixels",
-           "convert_pickle", "fix_upsample", "PretrainedFile", "OPENAI_DVAE_FILES", "LOGIT_LAPLACE_EPS"]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Pixel mapping for the logit-Laplace likelihood
-# ----------------------------------------------------------------------------------------------------
 
 LOGIT_LAPLACE_EPS = 0.1  # the dVAE sees pixels in [eps, 1 - eps], never exactly 0 or 1
 
@@ -103,10 +97,6 @@ def unmap_pixels(x: torch.Tensor, eps: float = LOGIT_LAPLACE_EPS) -> torch.Tenso
     _check_float(x, "unmap_pixels")
     return ((x - eps) / (1 - 2 * eps)).clamp(0, 1)
 
-
-# ----------------------------------------------------------------------------------------------------
-# The architecture (parameter names match OpenAI's so their state dicts load with strict=True)
-# ----------------------------------------------------------------------------------------------------
 
 @dataclass
 class OpenAIDVAEConfig:
@@ -275,10 +265,6 @@ class DVAEDecoder(nn.Module):
         return x  # (B, 2C, 8h, 8w)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The whole tokenizer
-# ----------------------------------------------------------------------------------------------------
-
 class OpenAIDVAE(nn.Module):
     """DALL-E's image tokenizer: :meth:`encode` images to tokens, :meth:`decode_indices` tokens to images.
 
@@ -345,7 +331,7 @@ class OpenAIDVAE(nn.Module):
         """OpenAI's released dVAE weights in our modules, frozen, in eval mode, on ``device``.
 
         First call: fetches ``encoder.pkl`` and ``decoder.pkl`` into ``cache_dir("weights/openai_dvae")``
-        through :func:`t2i_lib.download.fetch` (``download`` defaults to True only in the colab profile;
+        through :func:`t2i_lib.storage.download.fetch` (``download`` defaults to True only in the colab profile;
         offline, a missing file raises :class:`DownloadError` with the URL and the path to put it at),
         checks each file's SHA-256, reads it with :func:`convert_pickle` (no code from the file runs) and
         writes ``encoder.safetensors`` / ``decoder.safetensors`` beside it. Later calls read only the
@@ -357,7 +343,7 @@ class OpenAIDVAE(nn.Module):
 
         Defined in Chapter 5.
         """
-        from ..profiles import Profile, get_profile
+        from t2i_lib.profiles import Profile, get_profile
 
         prof = profile if isinstance(profile, Profile) else get_profile(profile)
         if download is None:
@@ -390,10 +376,6 @@ class OpenAIDVAE(nn.Module):
         return model.to(device).eval().requires_grad_(False)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The released files, and reading them without running code
-# ----------------------------------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class PretrainedFile:
     url: str
@@ -404,6 +386,7 @@ class PretrainedFile:
 
 
 _CACHE_SUBDIR = "weights/openai_dvae"
+
 
 # The released files. No SHA-256 or byte size is pinned: we found none that we could trace to OpenAI or
 # verify independently, and a made-up pin is worse than none. The parameter counts are those of the
@@ -463,25 +446,6 @@ def _refuse_unverified(paths: dict[str, Path]) -> CheckpointError:
         "Copying the hashes printed here only proves the files have not changed since this message.")
 
 
-class _PickledObject:
-    """Base of the inert stand-ins that replace pickled classes. Building one runs no code of ours or the
-    file's beyond storing the pickled attributes in ``__dict__``."""
-
-    _pickled_name = "?"
-    # Read by torch.load for pre-1.6 files when the class source saved in the file differs from the
-    # installed one (it will: that source is from 2021's torch and dall_e): False means "just warn".
-    dump_patches = False
-
-    def __setstate__(self, state):  # defined explicitly so behaviour does not depend on the Python version
-        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state), as pickle allows
-            state, slots = state
-            state = {**(state or {}), **(slots or {})}
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(f"unexpected state of type {type(state).__name__} for "
-                                         f"{self._pickled_name}")
-        self.__dict__.update(state)
-
-
 # Every class the released pickles name, and only those: OpenAI's classes and the torch.nn modules
 # their networks contain. (Tensors, parameters, OrderedDict, set and torch.device are on PyTorch's own
 # allow-list for weights_only loading.)
@@ -495,86 +459,14 @@ _STANDIN_NAMES = (
 )
 
 
-def _make_standin(full_name: str) -> type:
-    module, _, name = full_name.rpartition(".")
-    # The class's own module/qualname match the pickled name too, so that messages (and PyTorch's
-    # name lookup, on versions that key by __module__.__qualname__) see the name the file uses.
-    return type(name, (_PickledObject,), {"__module__": module, "__qualname__": name, "_pickled_name": full_name})
-
-
-_STANDINS = {n: _make_standin(n) for n in _STANDIN_NAMES}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Python's unpickler with every global refused except PyTorch's weights-only allow-list and our
-    stand-ins (the restriction the ``pickle`` documentation recommends, via ``find_class``)."""
-
-    def find_class(self, module: str, name: str):
-        import _compat_pickle  # protocol-2 pickles name Python 2 modules (__builtin__.set); map them
-
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        full = f"{module}.{name}"
-        from torch._weights_only_unpickler import _get_allowed_globals  # PyTorch's own allow-list
-
-        allowed = _get_allowed_globals()
-        if full in allowed:
-            return allowed[full]
-        if full in _STANDINS:
-            return _STANDINS[full]
-        raise pickle.UnpicklingError(f"Unsupported global: {full} is not on the allow-list")
-
-
-class _RestrictedPickle:
-    """Passed to ``torch.load`` as its ``pickle_module`` for files in PyTorch's pre-1.6 format.
-
-    In that format ``torch.save`` of a whole module also stores the class's source code under a
-    ``("module", class, file, source)`` record, which PyTorch's ``weights_only`` loader rejects outright.
-    With this module ``torch.load`` still does its usual storage handling, but every global the pickle
-    names goes through :class:`_RestrictedUnpickler` (the source text is only compared, never run).
-    """
-
-    Unpickler = _RestrictedUnpickler
-
-    @staticmethod
-    def load(f, **kwargs):
-        return _RestrictedUnpickler(f, **kwargs).load()
-
-
-def _collect_tensors(node, prefix: str, out: dict[str, torch.Tensor], depth: int = 0) -> None:
-    """Walk a tree of stand-in modules and gather parameters and persistent buffers under dotted names."""
-    where = prefix[:-1] or "<root>"
-    if not isinstance(node, _PickledObject):
-        raise CheckpointError(f"expected a pickled module at {where}, found a {type(node).__name__}")
-    if depth > 64:
-        raise CheckpointError(f"modules nested more than 64 deep at {where}; not a dVAE file")
-    state = node.__dict__
-    non_persistent = state.get("_non_persistent_buffers_set") or set()
-    for kind in ("_parameters", "_buffers"):
-        entries = state.get(kind) or {}
-        if not isinstance(entries, dict):
-            raise CheckpointError(f"{where}.{kind} is a {type(entries).__name__}, not a dict")
-        for name, t in entries.items():
-            if t is None or (kind == "_buffers" and name in non_persistent):
-                continue
-            if not isinstance(t, torch.Tensor):
-                raise CheckpointError(f"{prefix}{name} is a {type(t).__name__}, not a tensor")
-            out[prefix + name] = t.detach().contiguous()
-    children = state.get("_modules") or {}
-    if not isinstance(children, dict):
-        raise CheckpointError(f"{where}._modules is a {type(children).__name__}, not a dict")
-    for name, child in children.items():
-        if child is not None:
-            _collect_tensors(child, f"{prefix}{name}.", out, depth + 1)
+_STANDINS = {n: make_standin(n) for n in _STANDIN_NAMES}
 
 
 def convert_pickle(path: str | Path, sha256: str, *, expect: str | None = None) -> dict[str, torch.Tensor]:
     """Read a pickled ``dall_e`` module into a flat state dict, without running any code from the file.
 
     1. The file's SHA-256 must equal ``sha256``; it is checked before anything is unpickled. A mismatch
-       (or no hash at all) raises :class:`~t2i_lib.checkpoint.CheckpointError` showing both hashes.
+       (or no hash at all) raises :class:`~t2i_lib.storage.checkpoint.CheckpointError` showing both hashes.
     2. ``torch.load(weights_only=True)`` reads it, with inert stand-in classes allow-listed under the
        names the release uses (``dall_e.encoder.Encoder``, ``torch.nn.modules.activation.ReLU``, ...).
        Any other global in the file (a function to call, another class) is refused.
@@ -606,7 +498,7 @@ def convert_pickle(path: str | Path, sha256: str, *, expect: str | None = None) 
         else:  # the older format; torch's weights_only loader refuses whole modules in it (see below)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "couldn't retrieve source code" for the stand-ins
-                root = torch.load(path, map_location="cpu", pickle_module=_RestrictedPickle, weights_only=False)
+                root = torch.load(path, map_location="cpu", pickle_module=restricted_pickle_module(_STANDINS), weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as e:
         msg = str(e).strip().splitlines()
         detail = next((line for line in msg if "global" in line.lower()), msg[0] if msg else "")
@@ -620,7 +512,7 @@ def convert_pickle(path: str | Path, sha256: str, *, expect: str | None = None) 
     if expect is not None and name != expect:
         raise CheckpointError(f"{path} holds a {name}, not the expected {expect}.")
     out: dict[str, torch.Tensor] = {}
-    _collect_tensors(root, "", out)
+    collect_tensors(root, "", out)
     if not out:
         raise CheckpointError(f"{path} holds a {name} with no tensors in it.")
     return out

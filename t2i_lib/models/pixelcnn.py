@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import resolve_config
+from t2i_lib.models.config import resolve_config
 __all__ = ["PixelCNNConfig", "GatedPixelCNN", "GatedLayer"]
 
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import resolve_config
+from t2i_lib.models.config import resolve_config
 __all__ = ["QuantizerConfig", "VectorQuantizer", "QuantizerOutput", "codebook_stats", "kmeans"]
 
 

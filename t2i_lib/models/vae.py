@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import images_of
-from .autoencoder import check_conv_geometry
-from .config import resolve_config
+from t2i_lib.data.batches import images_of
+from t2i_lib.models.checks import check_conv_geometry
+from t2i_lib.models.config import resolve_config
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 

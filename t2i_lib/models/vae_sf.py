@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import images_of
-from .config import resolve_config
-from .vae import ConvVAE, VAEConfig, kl_standard_normal, reparameterize
+from t2i_lib.data.batches import images_of
+from t2i_lib.models.config import resolve_config
+from t2i_lib.models.vae import ConvVAE, VAEConfig, kl_standard_normal, reparameterize
 
 ESTIMATORS = ("score_function", "pathwise")
 

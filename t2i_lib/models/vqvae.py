@@ -33,22 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import images_of
-from ..metrics import psnr
-from .config import resolve_config
-from .quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
+from t2i_lib.data.batches import images_of
+from t2i_lib.models.blocks import residual_decoder, residual_encoder
+from t2i_lib.models.checks import check_residual_geometry
+from t2i_lib.models.blocks import psnr
+from t2i_lib.models.config import resolve_config
+from t2i_lib.models.quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
-__all__ = ["VQVAEConfig", "VQVAE", "ResNetVQVAEConfig", "ResNetVQVAE", "ResidualStack", "residual_encoder",
-           "residual_decoder"]
 
 def _quantizer_config(cfg) -> QuantizerConfig:
     return QuantizerConfig(num_codes=cfg.num_codes, dim=cfg.embedding_dim, beta=cfg.beta,
                            **{f.name: getattr(cfg, f.name) for f in fields(_QuantizerSwitches)})
 
-
-# ----------------------------------------------------------------------------------------------
-# The shared part: quantise, decode, loss and metrics
-# ----------------------------------------------------------------------------------------------
 
 class _VQBase(nn.Module):
     """What both VQ-VAEs share. Subclasses set ``cfg``, ``quantizer`` and define ``encode_continuous``
@@ -112,10 +108,6 @@ class _VQBase(nn.Module):
         return loss, metrics
 
 
-# ----------------------------------------------------------------------------------------------
-# The Sonnet-style VQ-VAE
-# ----------------------------------------------------------------------------------------------
-
 @dataclass
 class _QuantizerSwitches:
     """The quantiser's fixes for codebook collapse, carried by both VQ-VAE configs under the same names and
@@ -127,18 +119,6 @@ class _QuantizerSwitches:
     dead_code_threshold: float = 0.0
     l2_normalize: bool = False
     code_dim: int | None = None
-
-
-def check_residual_geometry(cfg) -> None:
-    """Raise a clear ValueError when ``cfg`` (any config with image_size, num_downsamples, num_hiddens)
-    cannot build :func:`residual_encoder` / :func:`residual_decoder`. Defined in Chapter 4."""
-    if cfg.num_downsamples < 1:
-        raise ValueError(f"num_downsamples must be at least 1, got {cfg.num_downsamples}")
-    if cfg.image_size % (2 ** cfg.num_downsamples):
-        raise ValueError(f"image_size={cfg.image_size} must be divisible by 2**num_downsamples="
-                         f"{2 ** cfg.num_downsamples}")
-    if cfg.num_hiddens < 2 or cfg.num_hiddens % 2:
-        raise ValueError(f"num_hiddens must be an even number >= 2, got {cfg.num_hiddens}")
 
 
 @dataclass
@@ -165,60 +145,6 @@ class VQVAEConfig(_QuantizerSwitches):
         About 8x fewer multiply-adds than the Sonnet configuration; same shape of model."""
         base = dict(num_hiddens=64, num_residual_hiddens=16, embedding_dim=32, num_codes=64)
         return cls(**{**base, **overrides})
-
-
-class ResidualStack(nn.Module):
-    """``num_layers`` blocks of x + conv1x1(relu(conv3x3(relu(x)))), then a ReLU (the Sonnet layout).
-
-    Defined in Chapter 4.
-    """
-
-    def __init__(self, channels: int, hidden: int, num_layers: int):
-        super().__init__()
-        self.blocks = nn.ModuleList(nn.Sequential(nn.ReLU(), nn.Conv2d(channels, hidden, 3, padding=1),
-                                                  nn.ReLU(), nn.Conv2d(hidden, channels, 1))
-                                    for _ in range(num_layers))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = x + block(x)  # (B, C, H, W)
-        return F.relu(x)
-
-
-def _widths(cfg) -> list[int]:
-    nh, n = cfg.num_hiddens, cfg.num_downsamples
-    return [nh // 2] * (n - 1) + [nh]  # (64, 128) for the Sonnet default
-
-
-def residual_encoder(cfg, out_channels: int) -> nn.Sequential:
-    """The Sonnet example's encoder: [conv 4x4 stride 2 + ReLU] x num_downsamples, conv 3x3, residual
-    stack, 1x1 conv to ``out_channels``: (B, C, S, S) -> (B, out_channels, S / 2**n, S / 2**n).
-    ``cfg`` needs in_channels, num_hiddens, num_residual_hiddens, num_residual_layers, num_downsamples.
-    Shared by the VQ-VAE (out: D) and Chapter 5's dVAE (out: K logits). Defined in Chapter 4."""
-    nh = cfg.num_hiddens
-    enc, ch = [], cfg.in_channels
-    for w in _widths(cfg):
-        enc += [nn.Conv2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
-        ch = w
-    enc += [nn.Conv2d(nh, nh, 3, padding=1),
-            ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers),
-            nn.Conv2d(nh, out_channels, 1)]
-    return nn.Sequential(*enc)
-
-
-def residual_decoder(cfg) -> nn.Sequential:
-    """The mirror of :func:`residual_encoder`: conv 3x3 from ``cfg.embedding_dim``, residual stack,
-    [transposed conv 4x4 stride 2 + ReLU] x (n - 1), transposed conv to ``cfg.in_channels`` (linear).
-    Defined in Chapter 4."""
-    widths, nh = _widths(cfg), cfg.num_hiddens
-    dec = [nn.Conv2d(cfg.embedding_dim, nh, 3, padding=1),
-           ResidualStack(nh, cfg.num_residual_hiddens, cfg.num_residual_layers)]
-    ch = nh
-    for w in reversed(widths[:-1]):
-        dec += [nn.ConvTranspose2d(ch, w, 4, stride=2, padding=1), nn.ReLU()]
-        ch = w
-    dec.append(nn.ConvTranspose2d(ch, cfg.in_channels, 4, stride=2, padding=1))
-    return nn.Sequential(*dec)
 
 
 class VQVAE(_VQBase):
@@ -257,13 +183,15 @@ class VQVAE(_VQBase):
         return self.decoder(q) + 0.5
 
 
-# ----------------------------------------------------------------------------------------------
-# The report's ResNet-101 VQ-VAE
-# ----------------------------------------------------------------------------------------------
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 _TRUNK_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+
+
 _TRUNK_CHANNELS = {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}  # ResNet-101 (bottleneck x4)
 
 

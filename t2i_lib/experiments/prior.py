@@ -1,0 +1,161 @@
+"""A learned prior over a VQ-VAE's code maps: encode many images once, train a model of the tokens,
+sample token maps, decode them, and score the pictures.
+
+A VQ-VAE on its own cannot generate: its decoder needs a code map, and a map of codes drawn uniformly at
+random decodes to noise, because real images use the codes in very particular arrangements. The recipe of
+the VQ-VAE paper (and the report's appendix A.4.2) is a second, separate model of those arrangements:
+
+1. encode a training set into code maps (B, h, w) with the trained, frozen VQ-VAE;
+2. fit an autoregressive model of p(code map) to them (here :class:`~t2i_lib.models.pixelcnn.GatedPixelCNN`);
+3. sample code maps from it and decode them into images.
+
+Two things this module makes easy, because the chapter needs them:
+
+- **Many code maps, cheaply.** A prior trained on a few thousand maps memorises them (its training loss
+  falls far below its held-out loss). Shapes is procedural, so :func:`shapes_code_maps` draws as many
+  images as asked and encodes them batch by batch; only the small integer maps are kept.
+- **Held-out likelihood.** :func:`nats_per_code` measures the prior on maps it never saw, which is how
+  memorising shows up.
+
+Defined in Chapter 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from t2i_lib.data.batches import images_of
+from t2i_lib.data.shapes.captions import describe
+
+__all__ = ["encode_images", "shapes_code_maps", "nats_per_code", "PriorSamples", "sample_and_score"]
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@torch.no_grad()
+def encode_images(vqvae, images, *, batch_size: int = 256) -> torch.Tensor:
+    """Code maps of a set of images: (N, h, w) int64 on the CPU.
+
+    ``images``: a tensor (N, C, S, S) in [0, 1], or a Dataset whose items hold an image (a tensor, an
+    ``(image, label)`` tuple or a dict with ``"image"``). The VQ-VAE is put in eval mode (encoding in
+    training mode would move its codebook statistics).
+
+    Defined in Chapter 4.
+    """
+    vqvae.eval()
+    device = _device_of(vqvae)
+    if isinstance(images, torch.Tensor):
+        batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+    elif isinstance(images, Dataset) or hasattr(images, "__getitem__"):
+        batches = (images_of(b) for b in DataLoader(images, batch_size=batch_size, shuffle=False))
+    else:
+        raise TypeError(f"encode_images expects a tensor (N, C, S, S) or a Dataset; got {type(images).__name__}")
+    out = [vqvae.encode(images_of(x).to(device)).cpu() for x in batches]
+    if not out:
+        raise ValueError("encode_images got no images")
+    return torch.cat(out)  # (N, h, w)
+
+
+@torch.no_grad()
+def shapes_code_maps(vqvae, n: int, *, split: str = "train", seed: int = 0, start: int = 0,
+                     batch_size: int = 512) -> torch.Tensor:
+    """Draw ``n`` Shapes images (items ``start .. start + n - 1`` of the split) at the VQ-VAE's image size
+    and encode them: (n, h, w) int64. Images are rendered and encoded one batch at a time and then
+    dropped, so a hundred thousand maps cost a hundred thousand small integer grids, not the images.
+
+    Defined in Chapter 4.
+    """
+    from t2i_lib.data.shapes.dataset import ShapesDataset
+
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    ds = ShapesDataset(image_size=vqvae.cfg.image_size, split=split, length=start + n, seed=seed)
+    vqvae.eval()
+    device = _device_of(vqvae)
+    maps = []
+    for i in range(start, start + n, batch_size):
+        x = torch.stack([ds[j]["image"] for j in range(i, min(start + n, i + batch_size))])  # (b, 3, S, S)
+        maps.append(vqvae.encode(x.to(device)).cpu())
+    return torch.cat(maps)  # (n, h, w)
+
+
+@torch.no_grad()
+def nats_per_code(prior, codes: torch.Tensor, *, batch_size: int = 500) -> float:
+    """The prior's mean negative log-likelihood of ``codes`` (N, h, w), in nats per code.
+
+    Compare the value on training maps with the value on held-out maps: a prior that generalises scores
+    them alike; one that memorises scores its training maps far better.
+
+    Defined in Chapter 4.
+    """
+    if codes.dim() != 3:
+        raise ValueError(f"nats_per_code expects code maps (N, h, w); received shape {tuple(codes.shape)}")
+    was_training = prior.training
+    prior.eval()
+    device = _device_of(prior)
+    total, count = 0.0, 0
+    for i in range(0, len(codes), batch_size):
+        c = codes[i:i + batch_size].to(device)
+        logits = prior(c)  # (b, K, h, w)
+        total += float(torch.nn.functional.cross_entropy(logits.float(), c, reduction="sum"))
+        count += c.numel()
+    prior.train(was_training)
+    return total / count
+
+
+@dataclass
+class PriorSamples:
+    """Code maps drawn from a prior, the images they decode to, and the Shapes scorer's verdicts.
+    Defined in Chapter 4."""
+
+    codes: torch.Tensor  # (n, h, w) int64
+    images: torch.Tensor  # (n, C, S, S) in [0, 1], on the CPU
+    results: list  # one t2i_lib.data.shapes.ScoreResult per image
+
+    @property
+    def valid(self) -> list[bool]:
+        return [r.valid for r in self.results]
+
+    @property
+    def valid_rate(self) -> float:
+        """Fraction of decoded samples the scorer accepts as Shapes images (1 or 2 clean objects)."""
+        return sum(self.valid) / len(self.results)
+
+    def labels(self) -> list[str]:
+        """A short verdict per image: what the scorer read, or why it rejected the picture."""
+        out = []
+        for r in self.results:
+            if r.valid:
+                out.append(describe(r.scene))
+            else:
+                out.append("rejected: " + r.problems[0])
+        return out
+
+
+@torch.no_grad()
+def sample_and_score(prior, vqvae, n: int, *, generator: torch.Generator | None = None,
+                     temperature: float = 1.0, batch_size: int = 256) -> PriorSamples:
+    """Sample ``n`` code maps from ``prior`` at the VQ-VAE's latent size, decode them, and score every
+    image with the Shapes scorer (:func:`t2i_lib.data.shapes.scoring`).
+
+    Defined in Chapter 4.
+    """
+    from t2i_lib.data.shapes.scoring import score
+
+    if prior.cfg.num_codes != vqvae.cfg.num_codes:
+        raise ValueError(f"the prior models {prior.cfg.num_codes} codes but the VQ-VAE's codebook has "
+                         f"{vqvae.cfg.num_codes}: train the prior on this VQ-VAE's code maps")
+    h = vqvae.latent_size
+    vqvae.eval()
+    codes, images = [], []
+    for i in range(0, n, batch_size):
+        c = prior.sample(min(batch_size, n - i), (h, h), generator=generator, temperature=temperature)
+        codes.append(c.cpu())
+        images.append(vqvae.decode_indices(c.to(_device_of(vqvae))).float().cpu())
+    codes_t, images_t = torch.cat(codes), torch.cat(images)
+    return PriorSamples(codes_t, images_t, [score(img) for img in images_t])

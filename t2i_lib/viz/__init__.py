@@ -1,0 +1,7 @@
+"""Figures and interactive demos.
+
+- ``plots``: matplotlib figures, one module a topic
+- ``widgets``: ipywidgets demos, each with a static fallback for the rendered book
+
+The top layer of the library: nothing else in ``t2i_lib`` imports it.
+"""
