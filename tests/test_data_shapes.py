@@ -285,3 +285,14 @@ def test_bad_arguments_raise_clear_errors():
         ShapesDataset(length=10)[10]
     with pytest.raises(ValueError, match="position"):
         sh.render(Scene((ShapeObject("circle", "red", "small"),)), 32)
+
+
+def test_score_refuses_images_in_another_range_and_says_which():
+    img = ShapesDataset(split="test", length=1)[0]["image"]  # (3, 32, 32) in [0, 1]
+    assert sh.score(img).valid and sh.score((img * 255).round().to(torch.uint8)).valid  # both conventions read
+    with pytest.raises(ValueError, match=r"reads float images in \[0, 1\].*divide by 255"):
+        sh.score(img * 255)  # 0-255 values in a float tensor: once silently judged invalid
+    with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
+        sh.score(img * 2 - 1)
+    noisy = img + 0.05 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0))
+    assert sh.score(noisy).valid  # mild noise outside [0, 1] is still read (and clipped)

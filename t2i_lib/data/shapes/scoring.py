@@ -22,6 +22,10 @@ class ScoreResult:
     fit: tuple[float, ...] = ()      # per object: IoU with its best-matching sprite (1.0 on renders)
 
 
+# How far outside [0, 1] a float image may stray (noise on a render) before it is refused as another range.
+FLOAT_RANGE_SLACK = 0.5
+
+
 def _to_hwc01(image) -> np.ndarray:
     """Accept (3, S, S) / (S, S, 3) tensors or arrays, float in [0, 1] or uint8; return float (S, S, 3)."""
     if isinstance(image, torch.Tensor):
@@ -32,7 +36,19 @@ def _to_hwc01(image) -> np.ndarray:
         raise ValueError(f"expected one RGB image shaped (3, S, S) or (S, S, 3), got {tuple(a.shape)}")
     if a.shape[0] == 3 and a.shape[-1] != 3:  # (3, S, S) -> (S, S, 3); Shapes images are >= 32 px
         a = a.transpose(1, 2, 0)
-    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    else:
+        a = a.astype(np.float32)
+        lo, hi = float(a.min()), float(a.max())
+        # Noise on a [0, 1] image may stray a little outside it (and is clipped below); values far outside
+        # mean another convention, which would otherwise be silently judged invalid.
+        if hi > FLOAT_RANGE_SLACK + 1 or lo < -FLOAT_RANGE_SLACK:
+            hint = ("it looks like 0-255 values: divide by 255, or pass a uint8 image" if hi > 2 else
+                    "it looks like [-1, 1] values: map them with (x + 1) / 2" if lo < -FLOAT_RANGE_SLACK else
+                    "clamp it to [0, 1]")
+            raise ValueError(f"score() reads float images in [0, 1] (or uint8 images in 0-255); this one has "
+                             f"values from {lo:.3g} to {hi:.3g}: {hint}")
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"expected a square image, got {a.shape[0]}x{a.shape[1]}")
     return np.clip(a, 0.0, 1.0)
