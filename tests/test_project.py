@@ -111,3 +111,16 @@ def test_colab_budget_benchmark_covers_every_colab_recipe(monkeypatch):
     # decoder's weight and input gradients and the encoder's weight gradient (the images need none): 3 more.
     assert counts["flops"] == 5 * 2 * 4 * 784 * 10
     assert counts["act_mib"] > 0
+
+
+def test_readme_lists_every_environment_variable():
+    from t2i_lib import env
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [v for v in env.VARIABLES if f"`{v}`" not in readme]
+    assert not missing, f"README.md's table of environment variables lacks {missing}"
+    # and no module reads the environment but env.py
+    readers = [str(p.relative_to(ROOT)) for p in (ROOT / "t2i_lib").rglob("*.py")
+               if p.name != "env.py" and re.search(r"os\.environ|os\.getenv", p.read_text())]
+    assert not readers, f"these modules read environment variables directly; go through t2i_lib.env: {readers}"
+
