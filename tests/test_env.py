@@ -2,6 +2,8 @@
 
 import pytest
 
+from t2i_lib import env
+
 
 def test_flags_and_integers_parse_one_way(monkeypatch):
     for value, expected in (("1", True), ("YES", True), ("on", True), ("0", False), ("", False), ("off", False)):
