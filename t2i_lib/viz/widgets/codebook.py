@@ -23,12 +23,12 @@ from __future__ import annotations
 import base64
 import html as _html
 import json
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from t2i_lib.viz.widgets.base import StaticWidget, element_id
 from t2i_lib.viz.widgets.base import png_bytes, widget_mode
 
 __all__ = ["code_masks", "render_code_frame", "codebook_explorer", "StaticCodebookExplorer",
@@ -113,7 +113,7 @@ def render_code_frame(vqvae, images: torch.Tensor, indices: torch.Tensor, code: 
 
 
 @dataclass
-class StaticCodebookExplorer:
+class StaticCodebookExplorer(StaticWidget):
     """The kernel-free explorer: self-contained HTML with an inline sprite sheet (frame i = row i).
     Defined in Chapter 4."""
 
@@ -124,9 +124,6 @@ class StaticCodebookExplorer:
     sprite_png: bytes  # (len(codes) * H, W, 3) RGB
     frame_shape: tuple  # (H, W, 3)
     element_id: str = field(default="")
-
-    def _repr_html_(self) -> str:
-        return self.html
 
 
 _JS = """
@@ -165,7 +162,7 @@ def _static(vqvae, images, indices, codes, freqs, scale, title) -> StaticCodeboo
     counts = masks.reshape(len(codes), -1).sum(1)
     total = int(np.prod(indices.shape))
     labels = [_label(c, int(n), total, None if freqs is None else float(freqs[c])) for c, n in zip(codes, counts)]
-    uid = "t2i-codebook-" + uuid.uuid4().hex[:10]
+    uid = element_id("t2i-codebook")
     js = _JS % dict(id=json.dumps(uid), codes=json.dumps([int(c) for c in codes]), labels=json.dumps(labels), py=H)
     b64 = base64.b64encode(sprite).decode("ascii")
     title_html = f'<div style="font-weight:bold;margin-bottom:0.3em">{_html.escape(title)}</div>' if title else ""

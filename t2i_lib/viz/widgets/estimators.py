@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import base64
 import html as _html
-import io
 import json
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from t2i_lib.experiments.estimators import PARAMS, get_case, pathwise_grad, score_function_grad
+from t2i_lib.viz.widgets.base import StaticWidget, agg_figure, element_id, figure_png, png_bytes
 from t2i_lib.viz.widgets.base import widget_mode
 
 DEFAULT_MU = (-1.0, -0.5, 0.0, 0.5, 1.0)
@@ -72,35 +71,18 @@ def _draw(fig, case, mu: float, sigma: float, n: int, seed: int, param: str) -> 
     fig.tight_layout()
 
 
-def _agg_figure(size_in, dpi):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size_in, dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def render_frame(case, mu: float, sigma: float, n: int, *, seed: int = 0, param: str = "mu",
                  size_in=(6.4, 2.3), dpi: int = 75) -> np.ndarray:
     """One frame of the explorer as a uint8 RGB array (H, W, 3). Same seed, same frame.
     Defined in Chapter 3."""
-    fig = _agg_figure(size_in, dpi)
+    fig = agg_figure(size_in, dpi)
     _draw(fig, case, mu, sigma, n, seed, param)
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def _png(a: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
 @dataclass
-class StaticEstimatorExplorer:
+class StaticEstimatorExplorer(StaticWidget):
     """The kernel-free explorer: self-contained HTML with an inline sprite sheet."""
 
     html: str
@@ -118,9 +100,6 @@ class StaticEstimatorExplorer:
     def frame_position(self, i_mu: int, i_sigma: int, i_n: int) -> tuple[int, int]:
         """(row, column) of a frame in the sprite."""
         return i_mu * len(self.sigma_values) + i_sigma, i_n
-
-    def _repr_html_(self) -> str:
-        return self.html
 
 
 _JS = """
@@ -145,7 +124,7 @@ _JS = """
 
 
 def _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title) -> StaticEstimatorExplorer:
-    fig = _agg_figure(size_in, dpi)
+    fig = agg_figure(size_in, dpi)
     rows = []
     for mu in mu_values:
         for sigma in sigma_values:
@@ -157,8 +136,8 @@ def _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, 
             rows.append(np.concatenate(row, axis=1))
     sheet = np.concatenate(rows, axis=0)  # (rows * H, cols * W, 3)
     H, W = row[0].shape[:2]
-    sprite = _png(sheet)
-    uid = "t2i-estimators-" + uuid.uuid4().hex[:10]
+    sprite = png_bytes(sheet)
+    uid = element_id("t2i-estimators")
     init = (len(mu_values) // 2, len(sigma_values) // 2, len(n_values) // 2)
     r0, c0 = init[0] * len(sigma_values) + init[1], init[2]
     js = _JS % dict(id=json.dumps(uid), mus=json.dumps([float(v) for v in mu_values]),
@@ -188,7 +167,7 @@ class LiveEstimatorExplorer:
         import ipywidgets as W
 
         self._case, self._seed, self._param = case, seed, param
-        self._fig = _agg_figure(size_in, dpi)
+        self._fig = agg_figure(size_in, dpi)
         lay = W.Layout(width="320px")
         mlo, mhi = min(mu_values), max(mu_values)
         slo, shi = min(sigma_values), max(sigma_values)
@@ -211,9 +190,7 @@ class LiveEstimatorExplorer:
     def _update(self, change=None):
         mu, sigma, n = self.sliders[0].value, self.sliders[1].value, self.sliders[2].value
         _draw(self._fig, self._case, mu, sigma, n, self._seed, self._param)
-        buf = io.BytesIO()
-        self._fig.canvas.print_png(buf)
-        self.image.value = buf.getvalue()
+        self.image.value = figure_png(self._fig)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import base64
 import html as _html
-import io
 import json
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from t2i_lib.viz.plots.latent import decode_numpy, latent_grid_points, latent_range
+from t2i_lib.viz.widgets.base import StaticWidget, element_id, figure_png
 from t2i_lib.viz.widgets.base import png_bytes, widget_mode
 
 
@@ -81,12 +80,6 @@ def _scatter_figure(latents, labels, xlim, ylim, size_in=(3.6, 3.4), dpi=90):
     return fig, marker
 
 
-def _fig_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.canvas.print_png(buf)
-    return buf.getvalue()
-
-
 def _padded(lo_hi, frac=0.06):
     lo, hi = lo_hi
     pad = (hi - lo) * frac
@@ -94,7 +87,7 @@ def _padded(lo_hi, frac=0.06):
 
 
 @dataclass
-class StaticExplorer:
+class StaticExplorer(StaticWidget):
     """The kernel-free latent explorer: self-contained HTML with an inline sprite sheet.
 
     ``grid_points[k]`` is the latent decoded into frame ``k``; frame k sits at row ``k // n``,
@@ -109,9 +102,6 @@ class StaticExplorer:
     sprite_png: bytes  # the sprite sheet (n*H, n*W) as PNG
     frame_shape: tuple  # (H, W, C) of one decoded frame
     element_id: str = field(default="")
-
-    def _repr_html_(self) -> str:
-        return self.html
 
 
 class LiveExplorer:
@@ -147,7 +137,7 @@ class LiveExplorer:
         frame = decode_numpy(self._decode_fn, z, self._device)[0]  # (H, W, C)
         self.image.value = png_bytes(frame, self._scale)
         self._marker.set_data([z[0, 0]], [z[0, 1]])
-        self.scatter.value = _fig_png(self._fig)
+        self.scatter.value = figure_png(self._fig)
         self.readout.value = f"z = ({z[0, 0]:.2f}, {z[0, 1]:.2f})"
 
     def _repr_mimebundle_(self, **kwargs):
@@ -190,9 +180,9 @@ def _static_explorer(decode_fn, latents, labels, x_range, y_range, n, scale, dev
 
     xlim, ylim = _padded(x_range), _padded(y_range)
     fig, _ = _scatter_figure(latents, labels, xlim, ylim)
-    scatter_png = _fig_png(fig)
+    scatter_png = figure_png(fig)
 
-    uid = "t2i-explorer-" + uuid.uuid4().hex[:10]
+    uid = element_id("t2i-explorer")
     fw, fh = W * scale, H * scale  # displayed frame size in CSS px
     i0 = j0 = n // 2
     b64 = base64.b64encode(sprite).decode("ascii")
