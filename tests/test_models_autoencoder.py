@@ -3,7 +3,6 @@ autoencoder, and the chapter's recipes."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torch
 from t2i_lib.models import (AEConfig, ConvAutoencoder, LinearAutoencoder, encode_latents, pca,
                             pca_subspace_angles)
 from t2i_lib.profiles import get_profile, seed_everything
-from t2i_lib.recipes import RECIPES, recipe
 from t2i_lib.train.trainer import TrainConfig, train
 
 CPU = get_profile("quick", device="cpu")
@@ -194,28 +192,3 @@ def test_conv_autoencoder_learns_digits():
     assert last < first / 3
     z, y = encode_latents(model, test_set)
     assert z.shape == (len(test_set), 16) and y.shape == (len(test_set),)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Recipes
-# ---------------------------------------------------------------------------------------------------
-
-def test_recipes_cover_both_profiles():
-    for chapter, runs in RECIPES.items():
-        for name, by_profile in runs.items():
-            assert set(by_profile) == {"quick", "colab"}, f"{chapter}/{name}"
-            for cfg in by_profile.values():
-                assert isinstance(cfg, TrainConfig) and cfg.steps > 0 and cfg.lr > 0
-    cfg = recipe("ch01", "conv_ae", get_profile("colab", device="cpu"), ckpt_dir="somewhere")
-    assert cfg == dataclasses.replace(RECIPES["ch01"]["conv_ae"]["colab"], ckpt_dir="somewhere")
-    assert RECIPES["ch01"]["conv_ae"]["colab"].ckpt_dir is None  # overrides copy, never mutate
-    assert recipe("ch01", "conv_ae", "quick").steps < recipe("ch01", "conv_ae", "colab").steps
-
-
-def test_recipe_errors_list_the_choices():
-    with pytest.raises(KeyError, match="its recipes: .*conv_ae"):
-        recipe("ch01", "nope", "quick")
-    with pytest.raises(KeyError, match="chapters with recipes: .*ch01"):
-        recipe("ch99", "conv_ae", "quick")
-    with pytest.raises(ValueError, match="profiles: quick, colab"):
-        recipe("ch01", "conv_ae", "fast")

@@ -15,7 +15,6 @@ from t2i_lib.models.blocks import psnr
 from t2i_lib.models.vae import (ConvVAE, KLWarmup, ResNetVAE, SpatialVAE, VAEConfig, active_units,
                                 kl_standard_normal, latent_stats)
 from t2i_lib.profiles import get_profile
-from t2i_lib.recipes import RECIPES, recipe
 from t2i_lib.train.trainer import TrainConfig, evaluate, train
 
 CPU = get_profile("quick", device="cpu")
@@ -288,11 +287,3 @@ def test_spatial_vae_training_uses_its_latent():
         rec = vae.eval()(x)
     assert psnr(rec, x) > psnr(mean_image, x) + 2.0
     assert res["kl"] > 50
-
-
-def test_recipes_exist_for_both_profiles():
-    assert {"vae", "collapse", "resnet_vae", "spatial_vae"} <= set(RECIPES["ch02"])
-    for name, runs in RECIPES["ch02"].items():
-        for prof in ("quick", "colab"):
-            cfg = recipe("ch02", name, prof)
-            assert isinstance(cfg, TrainConfig) and cfg.steps > 0
