@@ -19,9 +19,14 @@ an earlier layer, never from a later one or a neighbour in its own layer, and no
 crosses a module boundary. ``tests/test_project.py`` checks this from the source.
 
 The model contract (Chapter 1): a trainable model is an ``nn.Module`` with ``loss(batch) -> (loss,
-metrics)``; :func:`t2i_lib.train.train` needs nothing else. The image-tokenizer contract (Chapters 4-5):
-``encode(images) -> LongTensor (B, h, w)``, ``decode(tokens) -> images``, ``num_codes``,
-``grid_size(image_size)``.
+metrics)``; :func:`t2i_lib.train.train` needs nothing else. The image-tokenizer contract (Chapters 4-5,
+:class:`t2i_lib.models.tokenizer.ImageTokenizer`, met by ``VQVAE``, ``ResNetVQVAE``, ``DVAE`` and
+``OpenAIDVAE``): ``encode(images) -> LongTensor (B, h, w)`` (images (B, C, H, W) float in [0, 1]; tokens
+in [0, num_codes)), ``decode(tokens) -> images`` ((B, C, H, W) in [0, 1]), ``num_codes`` (an int, K) and
+``grid_size(image_size) -> (h, w)``, always a pair of ints (``image_size`` an int S or a pair (H, W);
+the VQ-VAEs and the dVAE default it to the size they were built for). The same things carry the same
+names on all four: ``downsample_factor``, ``embedding_dim``, ``image_size``; their inputs are checked by
+:mod:`t2i_lib.models.checks` (``check_images``, ``check_tokens``), with the same messages everywhere.
 """
 
 __version__ = "0.1.0"

@@ -83,7 +83,7 @@ def test_a_prior_trained_on_code_maps_generalises_and_its_samples_decode(vq):
     out = sample_and_score(prior, vq, 6, generator=torch.Generator().manual_seed(0), batch_size=4)
     assert out.codes.shape == (6, 8, 8) and out.images.shape == (6, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(out.images, vq.decode_indices(out.codes))
+        torch.testing.assert_close(out.images, vq.decode(out.codes))
     assert out.valid == [score(img).valid for img in out.images]
     assert out.valid_rate == sum(out.valid) / 6
     labels = out.labels()
@@ -94,5 +94,5 @@ def test_a_prior_trained_on_code_maps_generalises_and_its_samples_decode(vq):
 
 def test_prior_and_vqvae_must_agree_on_the_codebook_size(vq):
     prior = GatedPixelCNN(num_codes=32, hidden=8, num_layers=1, out_hidden=8)
-    with pytest.raises(ValueError, match="32 codes but the VQ-VAE's codebook has 16"):
+    with pytest.raises(ValueError, match="32 codes but the tokenizer's codebook has 16"):
         sample_and_score(prior, vq, 2)

@@ -119,9 +119,9 @@ def test_shapes_tokens_and_loss_metrics():
     assert logits.shape == (2, 64, 8, 8)
     idx = m.encode(x)
     assert idx.shape == (2, 8, 8) and idx.dtype == torch.long and torch.equal(idx, logits.argmax(1))
-    y = m.decode_indices(idx)
+    y = m.decode(idx)
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
-    # decode_indices = decoding the exact one-hot through the embedding
+    # decode = decoding the exact one-hot through the embedding
     one_hot = torch.nn.functional.one_hot(idx, 64).permute(0, 3, 1, 2).float()
     assert torch.allclose(y, m.decode_raw(m.embed(one_hot)).clamp(0, 1), atol=1e-5)
     for batch in (x, (x, torch.zeros(2)), {"image": x, "caption": ["a", "b"]}):
@@ -133,7 +133,7 @@ def test_shapes_tokens_and_loss_metrics():
     _, metrics = m.loss(x)
     assert metrics["mse"].item() == pytest.approx(torch.nn.functional.mse_loss(m.decode_raw(m.embed(one_hot)), x).item(),
                                                   rel=1e-5)
-    assert m.vocab_size == 64 and m.latent_size == 8
+    assert m.num_codes == 64 and m.grid_size() == (8, 8) and m.downsample_factor == 4 and m.embedding_dim == 32
 
 
 def test_bad_shapes_and_tokens_raise_clear_errors():
@@ -143,9 +143,9 @@ def test_bad_shapes_and_tokens_raise_clear_errors():
     with pytest.raises(ValueError, match=r"received shape \(2, 1, 32, 32\)"):
         m.loss(torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"indices of shape \(B, 8, 8\); received shape \(2, 4, 4\)"):
-        m.decode_indices(torch.zeros(2, 4, 4, dtype=torch.long))
+        m.decode(torch.zeros(2, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"must be in \[0, 63\].*to 64"):
-        m.decode_indices(torch.full((1, 8, 8), 64))
+        m.decode(torch.full((1, 8, 8), 64))
     with pytest.raises(ValueError, match="divisible"):
         DVAEConfig(image_size=30)
 

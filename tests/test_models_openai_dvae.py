@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The smallest sizes the reference package accepts (n_hid >= 64, vocab_size >= 512), 2 blocks per group
 # as in the release, so both kinds of identity path (conv and nn.Identity) occur.
-SMALL = dict(n_hid=64, n_blk_per_group=2, vocab_size=512, n_init=32)
+SMALL = dict(n_hid=64, n_blk_per_group=2, num_codes=512, n_init=32)
 CFG = OpenAIDVAEConfig(**SMALL)
 
 
@@ -82,7 +82,7 @@ def test_released_architecture_has_the_reference_names_and_shapes():
     for mine, theirs in ((ours.encoder, ref_enc), (ours.decoder, ref_dec)):
         assert {k: tuple(v.shape) for k, v in mine.state_dict().items()} == \
                {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
-    assert ours.vocab_size == 8192 and ours.downsample == 8
+    assert ours.num_codes == 8192 and ours.downsample_factor == 8 and ours.embedding_dim == 128
 
 
 @pytest.mark.parametrize("zipped", [True, False], ids=["zip-format", "legacy-format"])
@@ -125,7 +125,7 @@ def test_full_tokenizer_matches_the_reference_pipeline(ref, pickles):
     tokens = model.encode(images)
     assert tokens.dtype == torch.int64 and tokens.shape == (3, 4, 6)
     assert torch.equal(tokens, want_tokens)
-    assert torch.allclose(model.decode_indices(tokens), want_images, atol=1e-5)
+    assert torch.allclose(model.decode(tokens), want_images, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,11 +226,11 @@ def test_map_unmap_round_trip_and_reference_values():
 def test_random_init_model_shapes_token_range_and_errors():
     torch.manual_seed(3)
     model = OpenAIDVAE(**SMALL)
-    assert model.vocab_size == 512 and model.downsample == 8
+    assert model.num_codes == 512 and model.downsample_factor == 8 and model.grid_size((32, 16)) == (4, 2)
     tokens = model.encode(torch.rand(2, 3, 32, 16))
     assert tokens.shape == (2, 4, 2) and tokens.dtype == torch.int64
     assert int(tokens.min()) >= 0 and int(tokens.max()) < 512
-    images = model.decode_indices(tokens)
+    images = model.decode(tokens)
     assert images.shape == (2, 3, 32, 16) and images.min() >= 0 and images.max() <= 1
     assert model(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
 
@@ -239,13 +239,13 @@ def test_random_init_model_shapes_token_range_and_errors():
     with pytest.raises(ValueError, match="unsqueeze"):
         model.encode(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match=r"\[0, 512\).*from 0 to 512"):
-        model.decode_indices(torch.tensor([[[0, 512]]]))
+        model.decode(torch.tensor([[[0, 512]]]))
     with pytest.raises(ValueError, match=r"from -1 to"):
-        model.decode_indices(torch.tensor([[[-1, 3]]]))
+        model.decode(torch.tensor([[[-1, 3]]]))
     with pytest.raises(TypeError, match="integer tokens"):
-        model.decode_indices(torch.zeros(1, 2, 2))
+        model.decode(torch.zeros(1, 2, 2))
     with pytest.raises(ValueError, match=r"\(B, h, w\)"):
-        model.decode_indices(torch.zeros(2, 2, dtype=torch.long))
+        model.decode(torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="from_indices"):
         model.decoder(torch.zeros(1, 4, 4, dtype=torch.long))
 
@@ -305,7 +305,7 @@ def test_pretrained_converts_once_then_reads_only_safetensors(ref, pickles, cach
     again = OpenAIDVAE.pretrained("quick", cfg=CFG)
     assert len(calls) == 2
     assert torch.equal(again.encode(images), want)
-    assert torch.allclose(again.decode_indices(want), model.decode_indices(want))
+    assert torch.allclose(again.decode(want), model.decode(want))
 
 
 def test_unpinned_files_are_not_unpickled_until_a_hash_is_given(pickles, cache, monkeypatch):
@@ -337,6 +337,6 @@ def test_vocabulary_convolutions_stay_fp32_under_autocast():
         hidden = model.encoder.blocks[:-1](x)  # everything before the logits runs in bf16
         logits = model.encoder(x)
         tokens = model.encode(torch.rand(1, 3, 16, 16))
-        images = model.decode_indices(tokens)
+        images = model.decode(tokens)
     assert hidden.dtype == torch.bfloat16 and logits.dtype == torch.float32
     assert images.dtype == torch.float32 and images.shape == (1, 3, 16, 16)

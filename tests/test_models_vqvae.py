@@ -52,12 +52,12 @@ def test_vqvae_shapes_end_to_end(cfg):
         assert {"mse", "vq", "perplexity", "usage", "psnr"} <= set(metrics)
 
 
-def test_decode_indices_matches_the_quantised_path():
+def test_decode_matches_the_quantised_path():
     torch.manual_seed(0)
     m = VQVAE(VQVAEConfig.small()).eval()
     x = rand_images(3)
-    via_tokens = m.decode_indices(m.encode(x))
-    via_vectors = m.decode(m.quantize(m.encode_continuous(x)).quantized)
+    via_tokens = m.decode(m.encode(x))
+    via_vectors = m.decode_latents(m.quantize(m.encode_continuous(x)).quantized)
     torch.testing.assert_close(via_tokens, via_vectors)
 
 
@@ -68,9 +68,9 @@ def test_shape_errors_name_expected_and_received():
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\).*received shape \(2, 1, 32, 32\)"):
         m.loss(torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"\(B, 8, 8\).*received shape \(2, 4, 4\)"):
-        m.decode_indices(torch.zeros(2, 4, 4, dtype=torch.long))
+        m.decode(torch.zeros(2, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\[0, 63\]"):
-        m.decode_indices(torch.full((1, 8, 8), 64))
+        m.decode(torch.full((1, 8, 8), 64))
     with pytest.raises(ValueError, match="divisible"):
         VQVAEConfig(image_size=30)
 
@@ -94,7 +94,7 @@ def test_straight_through_reaches_the_encoder():
     z.retain_grad()
     q = m.quantize(z).quantized
     q.retain_grad()
-    torch.nn.functional.mse_loss(m.decode(q), x).backward()
+    torch.nn.functional.mse_loss(m.decode_latents(q), x).backward()
     g = m.encoder[0].weight.grad
     assert g is not None and g.abs().sum() > 0
     torch.testing.assert_close(z.grad, q.grad)
@@ -114,7 +114,7 @@ def test_resnet_vqvae_tiny_input_shapes():
     assert m.pre_quant.weight.grad.abs().sum() > 0
     m.eval()
     assert m.encode(x).shape == (2, 4, 4)
-    assert m.decode_indices(m.encode(x)).shape == (2, 3, 32, 32)
+    assert m.decode(m.encode(x)).shape == (2, 3, 32, 32)
     frozen = ResNetVQVAE(image_size=32, embedding_dim=8, num_codes=16, decoder_width=32, freeze_encoder=True)
     frozen.train()
     assert not frozen.trunk.training and not any(p.requires_grad for p in frozen.trunk.parameters())

@@ -20,6 +20,7 @@ put where. Files live under ``root`` (default ``cache_dir("data")``: ``$T2I_CACH
 Modules:
 
 - ``batches``: ``images_of`` and ``stack_dataset``, batches and datasets as tensors (Chapter 1)
+- ``checks``: ``check_images`` and ``check_tokens``, the one validation of images and tokens (Chapter 1; tokens: Chapter 4)
 - ``sources``: where each downloadable dataset comes from, its files, sizes and SHA-256 pins (Chapter 1)
 - ``digits``: scikit-learn's Digits, the offline MNIST stand-in (Chapter 1)
 - ``mnist``: MNIST from its IDX files (Chapter 1)

@@ -4,8 +4,7 @@ A transformer that models image tokens (Chapters 6-9) reads the same tokens epoc
 dVAE or VQ-VAE that makes them is frozen by then. Encoding every image again each epoch would spend most
 of the compute on the tokenizer, so the tokens are computed once and kept on disk:
 
-    cache = cache_tokens(dvae.encode, dataset, "tokens/shapes_train.npy", num_codes=dvae.vocab_size,
-                           fingerprint=fingerprint(dvae, "shapes-train-32px"))
+    cache = cache_tokens(dvae, dataset, "tokens/shapes_train.npy", fingerprint=fingerprint(dvae, "shapes-train-32px"))
     tokens = load_tokens("tokens/shapes_train.npy")    # (N, h, w) uint16, memory-mapped, read-only
 
 The array is a ``.npy`` file opened as a memory map (``np.lib.format.open_memmap``), so it never has to
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 
 from t2i_lib.data.batches import images_of
+from t2i_lib.data.checks import check_token_values
 from t2i_lib.storage.atomic import atomic_write
 
 
@@ -159,14 +159,33 @@ def load_tokens(path: str | os.PathLike) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def cache_tokens(encode_fn: Callable[[torch.Tensor], torch.Tensor], dataset, path: str | os.PathLike, *,
-                   num_codes: int, batch_size: int = 64, fingerprint: str = "", device=None,
-                   collate_fn=None, num_workers: int = 0, overwrite: bool = False, progress: bool = True,
-                   commit_every_s: float = 2.0) -> TokenCache:
+def _encoder_and_codes(tokenizer, num_codes: int | None) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+    """(encode function, K) from a tokenizer (anything with ``encode`` and ``num_codes``) or a bare function."""
+    if hasattr(tokenizer, "encode") and hasattr(tokenizer, "num_codes"):
+        k = int(tokenizer.num_codes)
+        if num_codes is not None and int(num_codes) != k:
+            raise ValueError(f"cache_tokens: num_codes={num_codes} disagrees with the tokenizer's num_codes={k} "
+                             f"({type(tokenizer).__name__}); leave num_codes out, a tokenizer knows its own")
+        return tokenizer.encode, k
+    if not callable(tokenizer):
+        raise TypeError(f"cache_tokens expects an image tokenizer (with encode and num_codes) or an encode "
+                        f"function; received {type(tokenizer).__name__}")
+    if num_codes is None:
+        raise ValueError("cache_tokens needs num_codes= when given a bare encode function (or pass the tokenizer "
+                         "itself, e.g. cache_tokens(dvae, ...), which knows its num_codes)")
+    return tokenizer, int(num_codes)
+
+
+def cache_tokens(tokenizer, dataset, path: str | os.PathLike, *,
+                 num_codes: int | None = None, batch_size: int = 64, fingerprint: str = "", device=None,
+                 collate_fn=None, num_workers: int = 0, overwrite: bool = False, progress: bool = True,
+                 commit_every_s: float = 2.0) -> TokenCache:
     """Encode every image of ``dataset`` once into a memory-mapped token array at ``path`` (a ``.npy``).
 
-    ``encode_fn``: images (B, C, H, W) -> tokens (B, h, w), integers in [0, num_codes) (e.g. ``dvae.encode``;
-    called under ``torch.no_grad()``; the caller puts the model in eval mode). Batches are the dataset's
+    ``tokenizer``: any image tokenizer (:mod:`t2i_lib.models.tokenizer`: a VQ-VAE, a dVAE, OpenAI's dVAE;
+    its ``encode`` and ``num_codes`` are used), or a bare encode function images (B, C, H, W) -> tokens
+    (B, h, w), integers in [0, num_codes) (e.g. ``dvae.encode``, or a wrapper that adds autocast), which
+    then needs ``num_codes``. The encoder is called under ``torch.no_grad()``. Batches are the dataset's
     items in order, collated by the DataLoader; the images are taken with ``images_of`` (a tensor, the first
     item of a tuple, or ``batch["image"]``) and moved to ``device`` if given. ``fingerprint``: a string
     that changes whenever the tokens would (see :func:`fingerprint`); a cache with another one is refused.
@@ -182,6 +201,7 @@ def cache_tokens(encode_fn: Callable[[torch.Tensor], torch.Tensor], dataset, pat
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
+    encode_fn, num_codes = _encoder_and_codes(tokenizer, num_codes)
     path = Path(path).expanduser()
     if path.suffix != ".npy":
         raise ValueError(f"the token cache is a .npy file; got path {path} (name it e.g. {path.stem}.npy)")
@@ -250,14 +270,9 @@ def cache_tokens(encode_fn: Callable[[torch.Tensor], torch.Tensor], dataset, pat
             t = torch.as_tensor(t)
             b = x.shape[0]
             if t.dim() != 3 or t.shape[0] != b:
-                raise ValueError(f"encode_fn must return tokens of shape (B, h, w) = ({b}, h, w) for a batch of {b} "
-                                 f"images; it returned shape {tuple(t.shape)}")
-            if t.dtype.is_floating_point or t.dtype == torch.bool:
-                raise ValueError(f"encode_fn must return integer token indices; it returned {t.dtype}")
-            lo, hi = int(t.min()), int(t.max())
-            if lo < 0 or hi >= num_codes:
-                raise ValueError(f"encode_fn returned token values from {lo} to {hi}; with num_codes={num_codes} "
-                                 f"they must lie in [0, {num_codes - 1}]")
+                raise ValueError(f"cache_tokens: the encoder must return tokens of shape (B, h, w) = ({b}, h, w) for "
+                                 f"a batch of {b} images; it returned shape {tuple(t.shape)}")
+            check_token_values(t, num_codes, "cache_tokens (checking what the encoder returned)")
             if arr is None:  # first batch of a fresh cache: now the grid size is known
                 shape = (n, int(t.shape[1]), int(t.shape[2]))
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,7 +281,7 @@ def cache_tokens(encode_fn: Callable[[torch.Tensor], torch.Tensor], dataset, pat
                         "num_codes": num_codes, "fingerprint": fingerprint}
                 _write_meta(path, meta)
             elif tuple(t.shape[1:]) != tuple(arr.shape[1:]):
-                raise ValueError(f"encode_fn returned token grids of shape {tuple(t.shape[1:])}, but the cache holds "
+                raise ValueError(f"cache_tokens: the encoder returned token grids of shape {tuple(t.shape[1:])}, but the cache holds "
                                  f"grids of shape {tuple(arr.shape[1:])}")
             arr[done:done + b] = t.cpu().numpy().astype(dtype)
             done += b

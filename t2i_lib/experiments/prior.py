@@ -1,5 +1,8 @@
-"""A learned prior over a VQ-VAE's code maps: encode many images once, train a model of the tokens,
+"""A learned prior over a tokenizer's code maps: encode many images once, train a model of the tokens,
 sample token maps, decode them, and score the pictures.
+
+Every function here takes any image tokenizer (:mod:`t2i_lib.models.tokenizer`: the VQ-VAEs of Chapter
+4, the dVAEs of Chapter 5) and uses only its ``encode``, ``decode``, ``num_codes`` and ``grid_size``.
 
 A VQ-VAE on its own cannot generate: its decoder needs a code map, and a map of codes drawn uniformly at
 random decodes to noise, because real images use the codes in very particular arrangements. The recipe of
@@ -29,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from t2i_lib.data.batches import images_of
 from t2i_lib.data.shapes.captions import describe
+from t2i_lib.models.tokenizer import tokenizer_image_size
 
 __all__ = ["encode_images", "shapes_code_maps", "nats_per_code", "PriorSamples", "sample_and_score"]
 
@@ -38,35 +42,45 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def encode_images(vqvae, images, *, batch_size: int = 256) -> torch.Tensor:
-    """Code maps of a set of images: (N, h, w) int64 on the CPU.
+def encode_images(tokenizer, images, *, batch_size: int = 256) -> torch.Tensor:
+    """Code maps of a set of images: (N, h, w) int64 on the CPU, from ``tokenizer.encode``.
 
     ``images``: a tensor (N, C, S, S) in [0, 1], or a Dataset whose items hold an image (a tensor, an
-    ``(image, label)`` tuple or a dict with ``"image"``). The VQ-VAE is put in eval mode (encoding in
-    training mode would move its codebook statistics).
+    ``(image, label)`` tuple or a dict with ``"image"``). The library's tokenizers encode in eval mode
+    whatever their mode, and move the images to their own device.
 
     Defined in Chapter 4.
     """
-    vqvae.eval()
-    device = _device_of(vqvae)
     if isinstance(images, torch.Tensor):
         batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
     elif isinstance(images, Dataset) or hasattr(images, "__getitem__"):
         batches = (images_of(b) for b in DataLoader(images, batch_size=batch_size, shuffle=False))
     else:
         raise TypeError(f"encode_images expects a tensor (N, C, S, S) or a Dataset; got {type(images).__name__}")
-    out = [vqvae.encode(images_of(x).to(device)).cpu() for x in batches]
+    out = [tokenizer.encode(images_of(x)).cpu() for x in batches]
     if not out:
         raise ValueError("encode_images got no images")
     return torch.cat(out)  # (N, h, w)
 
 
+def _square_size(tokenizer, image_size) -> int:
+    size = tokenizer_image_size(tokenizer, image_size)
+    if isinstance(size, (tuple, list)):
+        if size[0] != size[1]:
+            raise ValueError(f"Shapes images are square; received image_size={tuple(size)}")
+        size = size[0]
+    return int(size)
+
+
 @torch.no_grad()
-def shapes_code_maps(vqvae, n: int, *, split: str = "train", seed: int = 0, start: int = 0,
-                     batch_size: int = 512) -> torch.Tensor:
-    """Draw ``n`` Shapes images (items ``start .. start + n - 1`` of the split) at the VQ-VAE's image size
-    and encode them: (n, h, w) int64. Images are rendered and encoded one batch at a time and then
-    dropped, so a hundred thousand maps cost a hundred thousand small integer grids, not the images.
+def shapes_code_maps(tokenizer, n: int, *, split: str = "train", seed: int = 0, start: int = 0,
+                     batch_size: int = 512, image_size: int | None = None) -> torch.Tensor:
+    """Draw ``n`` Shapes images (items ``start .. start + n - 1`` of the split) and encode them with
+    ``tokenizer.encode``: (n, h, w) int64 on the CPU. Images are rendered and encoded one batch at a time
+    and then dropped, so a hundred thousand maps cost a hundred thousand small integer grids, not the images.
+
+    ``image_size``: the side of the images; default the tokenizer's own ``image_size`` (a tokenizer
+    without one, such as :class:`~t2i_lib.models.openai_dvae.OpenAIDVAE`, needs it passed).
 
     Defined in Chapter 4.
     """
@@ -74,13 +88,11 @@ def shapes_code_maps(vqvae, n: int, *, split: str = "train", seed: int = 0, star
 
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    ds = ShapesDataset(image_size=vqvae.cfg.image_size, split=split, length=start + n, seed=seed)
-    vqvae.eval()
-    device = _device_of(vqvae)
+    ds = ShapesDataset(image_size=_square_size(tokenizer, image_size), split=split, length=start + n, seed=seed)
     maps = []
     for i in range(start, start + n, batch_size):
         x = torch.stack([ds[j]["image"] for j in range(i, min(start + n, i + batch_size))])  # (b, 3, S, S)
-        maps.append(vqvae.encode(x.to(device)).cpu())
+        maps.append(tokenizer.encode(x).cpu())
     return torch.cat(maps)  # (n, h, w)
 
 
@@ -138,24 +150,27 @@ class PriorSamples:
 
 
 @torch.no_grad()
-def sample_and_score(prior, vqvae, n: int, *, generator: torch.Generator | None = None,
-                     temperature: float = 1.0, batch_size: int = 256) -> PriorSamples:
-    """Sample ``n`` code maps from ``prior`` at the VQ-VAE's latent size, decode them, and score every
-    image with the Shapes scorer (:func:`t2i_lib.data.shapes.scoring`).
+def sample_and_score(prior, tokenizer, n: int, *, generator: torch.Generator | None = None,
+                     temperature: float = 1.0, batch_size: int = 256, image_size: int | None = None) -> PriorSamples:
+    """Sample ``n`` code maps from ``prior`` on the tokenizer's grid (``tokenizer.grid_size(image_size)``),
+    decode them with ``tokenizer.decode``, and score every image with the Shapes scorer
+    (:func:`t2i_lib.data.shapes.scoring`).
+
+    ``image_size``: default the tokenizer's own ``image_size`` (see :func:`shapes_code_maps`).
 
     Defined in Chapter 4.
     """
     from t2i_lib.data.shapes.scoring import score
 
-    if prior.cfg.num_codes != vqvae.cfg.num_codes:
-        raise ValueError(f"the prior models {prior.cfg.num_codes} codes but the VQ-VAE's codebook has "
-                         f"{vqvae.cfg.num_codes}: train the prior on this VQ-VAE's code maps")
-    h = vqvae.latent_size
-    vqvae.eval()
+    k = int(tokenizer.num_codes)
+    if prior.cfg.num_codes != k:
+        raise ValueError(f"the prior models {prior.cfg.num_codes} codes but the tokenizer's codebook has {k} "
+                         f"({type(tokenizer).__name__}.num_codes): train the prior on this tokenizer's code maps")
+    grid = tuple(tokenizer.grid_size(_square_size(tokenizer, image_size)))
     codes, images = [], []
     for i in range(0, n, batch_size):
-        c = prior.sample(min(batch_size, n - i), (h, h), generator=generator, temperature=temperature)
+        c = prior.sample(min(batch_size, n - i), grid, generator=generator, temperature=temperature)
         codes.append(c.cpu())
-        images.append(vqvae.decode_indices(c.to(_device_of(vqvae))).float().cpu())
+        images.append(tokenizer.decode(c).float().cpu())
     codes_t, images_t = torch.cat(codes), torch.cat(images)
     return PriorSamples(codes_t, images_t, [score(img) for img in images_t])

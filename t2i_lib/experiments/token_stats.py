@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from t2i_lib.models.checks import check_tokens
+from t2i_lib.models.tokenizer import num_codes_of
+
 
 @dataclass
 class TokenStatistics:
@@ -59,23 +62,25 @@ def mutual_information_bits(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(p * np.log2(p / (pa[pair // k] * pb[pair % k]))))
 
 
-def token_statistics(tokens, num_codes: int, max_images: int | None = None) -> TokenStatistics:
-    """Usage, perplexity and neighbour dependence of token grids ``tokens`` (N, h, w) with K = ``num_codes``.
+def token_statistics(tokens, num_codes, max_images: int | None = None) -> TokenStatistics:
+    """Usage, perplexity and neighbour dependence of token grids ``tokens`` (N, h, w) (a tensor, an array,
+    a token cache's memory map).
 
-    ``max_images``: look at the first ones only (a COCO cache has 121 million tokens).
+    ``num_codes``: K, an int, or the tokenizer that made the tokens (any image tokenizer: its
+    ``num_codes`` is used). ``max_images``: look at the first ones only (a COCO cache has 121 million tokens).
 
     Defined in Chapter 5.
     """
+    num_codes = num_codes_of(num_codes)
     t = tokens.detach().cpu().numpy() if isinstance(tokens, torch.Tensor) else np.asarray(tokens)
     if t.ndim != 3:
         raise ValueError(f"token_statistics expects token grids of shape (N, h, w); received shape {t.shape}")
     if max_images is not None:
         t = t[:max_images]
-    t = t.astype(np.int64)
     if t.size == 0:
         raise ValueError("token_statistics: no tokens")
-    if int(t.min()) < 0 or int(t.max()) >= num_codes:
-        raise ValueError(f"tokens must be in [0, {num_codes - 1}]; received values from {int(t.min())} to {int(t.max())}")
+    check_tokens(t, num_codes, None, "token_statistics")
+    t = t.astype(np.int64)
     counts = np.bincount(t.ravel(), minlength=num_codes)
     p = counts / counts.sum()
     nz = p[p > 0]

@@ -5,8 +5,13 @@ about it: it is an ``nn.Module`` with ``loss(batch) -> (loss, metrics)``, where 
 the DataLoader yields (already on the device), ``loss`` a scalar tensor and ``metrics`` a dict of
 floats or 0-d tensors to log.
 
+The image tokenizers (``VQVAE``, ``ResNetVQVAE``, ``DVAE``, ``OpenAIDVAE``) share a second contract,
+:class:`~t2i_lib.models.tokenizer.ImageTokenizer`: ``encode(images) -> LongTensor (B, h, w)``,
+``decode(tokens) -> images in [0, 1]``, ``num_codes``, ``grid_size(image_size) -> (h, w)``.
+
 - ``config``: ``resolve_config``, the one way every model takes a config and keyword overrides (Chapter 1)
-- ``checks``: geometry and input checks with actionable messages (Chapter 1)
+- ``checks``: geometry checks, and the one image and token validation (``check_images``, ``check_tokens``) (Chapter 1)
+- ``tokenizer``: the image-tokenizer interface (``ImageTokenizer``) the VQ-VAEs and dVAEs share (Chapter 4)
 - ``blocks``: the residual conv trunk the VQ-VAE and the dVAE share, and PSNR (Chapter 4)
 - ``autoencoder``: PCA as a linear autoencoder, the report's convolutional autoencoder (Chapter 1)
 - ``ppca``: probabilistic PCA, where the ELBO and log p(x) are exact (Chapter 2)
@@ -27,11 +32,12 @@ from t2i_lib.models.openai_dvae import OpenAIDVAE, OpenAIDVAEConfig
 from t2i_lib.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
 from t2i_lib.models.ppca import PPCA, gaussian_kl
 from t2i_lib.models.quantize import QuantizerConfig, VectorQuantizer
+from t2i_lib.models.tokenizer import ImageTokenizer
 from t2i_lib.models.vae import (ConvVAE, ResNetVAE, ResNetVAEConfig, SpatialVAE, SpatialVAEConfig, VAEConfig,
                                 active_units)
 from t2i_lib.models.vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
 
-__all__ = ["DVAE", "DVAEConfig", "OpenAIDVAE", "OpenAIDVAEConfig", "GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
+__all__ = ["ImageTokenizer", "DVAE", "DVAEConfig", "OpenAIDVAE", "OpenAIDVAEConfig", "GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
            "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
            "ResNetVAEConfig", "SpatialVAE", "SpatialVAEConfig", "VAEConfig", "active_units",
            "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_latents", "pca",

@@ -2,11 +2,26 @@
 
 - ``check_conv_geometry``: can a stride-2 conv stack of these widths encode this image size (Chapters 1-2)
 - ``check_residual_geometry``: the same for the residual trunk of the VQ-VAE and the dVAE (Chapters 4-5)
+- ``check_images(x, channels, size, who, multiple_of=None)``: a batch of images (B, C, H, W), floating point
+- ``check_tokens(tokens, num_codes, grid, who)``: a batch of token grids (B, h, w), integers in [0, K - 1]
+- ``check_token_values(tokens, num_codes, who)``: integer indices in [0, K - 1], any shape
+- ``check_code(code, num_codes, who)``: one code index
+- ``InputDtypeError``: what a wrong dtype raises (a TypeError and a ValueError at once)
+
+The last five are defined in :mod:`t2i_lib.data.checks` (the token cache, in the data layer, needs them
+too) and re-exported here: every model and everything above the models imports them from here. Their
+messages follow one pattern: a wrong shape says the expected and the received shape, a wrong dtype says
+what to pass, out-of-range tokens give the valid range and the offending min and max.
 
 Defined in Chapter 1.
 """
 
 from __future__ import annotations
+
+from t2i_lib.data.checks import InputDtypeError, check_code, check_images, check_token_values, check_tokens
+
+__all__ = ["check_conv_geometry", "check_residual_geometry", "check_images", "check_tokens", "check_token_values",
+           "check_code", "InputDtypeError"]
 
 
 def check_conv_geometry(image_size: int, widths, latent_dim: int) -> tuple[int, ...]:

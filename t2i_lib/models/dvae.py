@@ -44,10 +44,11 @@ from torch import nn
 
 from t2i_lib.data.batches import images_of
 from t2i_lib.models.blocks import residual_decoder, residual_encoder
-from t2i_lib.models.checks import check_residual_geometry
+from t2i_lib.models.checks import check_images, check_residual_geometry, check_tokens
 from t2i_lib.models.blocks import psnr
 from t2i_lib.models.config import resolve_config
 from t2i_lib.models.quantize import codebook_stats
+from t2i_lib.models.tokenizer import module_device, token_grid
 
 __all__ = ["DVAEConfig", "DVAE", "gumbel_softmax", "kl_to_uniform", "Anneal", "dvae_schedules"]
 
@@ -227,6 +228,10 @@ class DVAE(nn.Module):
 
     Buffers ``tau`` and ``kl_weight`` hold the current temperature and KL weight (see :class:`Anneal`).
 
+    An image tokenizer (:mod:`t2i_lib.models.tokenizer`): ``encode(images) -> tokens (B, h, w)``,
+    ``decode(tokens) -> images``, ``num_codes``, ``grid_size(image_size) -> (h, w)``, plus
+    ``downsample_factor``, ``embedding_dim`` and ``image_size``.
+
     Defined in Chapter 5.
     """
 
@@ -234,7 +239,7 @@ class DVAE(nn.Module):
         super().__init__()
         cfg = resolve_config(DVAEConfig, cfg, overrides)
         self.cfg = cfg
-        self.downsampling = 2 ** cfg.num_downsamples
+        self.downsample_factor = 2 ** cfg.num_downsamples  # image side / token-grid side
         self.encoder = residual_encoder(cfg, cfg.num_codes)  # logits over the K codes at every cell
 
         # Embedding a (soft) one-hot y: sum_k y_k codebook[k], a 1x1 conv with K inputs and no bias.
@@ -245,36 +250,56 @@ class DVAE(nn.Module):
         self.register_buffer("tau", torch.tensor(float(cfg.tau)))
         self.register_buffer("kl_weight", torch.tensor(float(cfg.kl_weight)))
 
-    # ------------------------------------------------------------------ shapes
+    # ------------------------------------------------------------------ the tokenizer interface
 
     @property
-    def vocab_size(self) -> int:
+    def num_codes(self) -> int:
+        """K, the vocabulary of image tokens."""
         return self.cfg.num_codes
 
     @property
-    def latent_size(self) -> int:
-        """Side h = w of the token grid."""
-        return self.cfg.image_size // self.downsampling
+    def embedding_dim(self) -> int:
+        """D, the width of a code's embedding (what the decoder sees)."""
+        return self.cfg.embedding_dim
 
-    def _check_images(self, x: torch.Tensor) -> None:
-        c, s = self.cfg.in_channels, self.cfg.image_size
-        if x.dim() != 4 or tuple(x.shape[1:]) != (c, s, s):
-            hint = " (a single image: add the batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""
-            raise ValueError(f"{type(self).__name__} expects images of shape (B, {c}, {s}, {s}) with values in "
-                             f"[0, 1]; received shape {tuple(x.shape)}{hint}")
+    @property
+    def image_size(self) -> int:
+        """The side S of the images this model encodes (its config's image_size)."""
+        return self.cfg.image_size
+
+    def grid_size(self, image_size=None) -> tuple[int, int]:
+        """(h, w) of the token grid of an ``image_size`` image (default, and the only size it encodes: the
+        config's ``image_size``): ``image_size // downsample_factor`` on each side."""
+        return token_grid(image_size, self.downsample_factor, self.cfg.image_size, type(self).__name__)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, S, S) in [0, 1] -> tokens (B, h, w), int64: the argmax code of every cell (no noise,
+        in any mode). The input is moved to the model's device."""
+        self._check_images(x, f"{type(self).__name__}.encode")
+        return self.logits(x.to(module_device(self))).argmax(1)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, h, w) in [0, K) -> images (B, C, S, S) in [0, 1], on the model's device."""
+        check_tokens(tokens, self.num_codes, self.grid_size(), f"{type(self).__name__}.decode")
+        e = self.codebook[tokens.to(self.codebook.device).long()].permute(0, 3, 1, 2)  # (B, D, h, w)
+        return self.decode_raw(e).clamp(0, 1)
 
     # ------------------------------------------------------------------ the pieces
 
+    def _check_images(self, x: torch.Tensor, who: str | None = None) -> None:
+        check_images(x, self.cfg.in_channels, self.cfg.image_size, who or type(self).__name__)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, S, S) in [0, 1] -> logits of q(z | x), (B, K, h, w)."""
-        self._check_images(x)
+        self._check_images(x, f"{type(self).__name__}.logits")
         return self.encoder(x - 0.5)
 
     def embed(self, y: torch.Tensor) -> torch.Tensor:
         """(Soft) one-hot codes (B, K, h, w) -> code embeddings (B, D, h, w)."""
-        k, h = self.cfg.num_codes, self.latent_size
-        if y.dim() != 4 or tuple(y.shape[1:]) != (k, h, h):
-            raise ValueError(f"{type(self).__name__}.embed expects one-hot codes of shape (B, {k}, {h}, {h}); "
+        k, (h, w) = self.cfg.num_codes, self.grid_size()
+        if y.dim() != 4 or tuple(y.shape[1:]) != (k, h, w):
+            raise ValueError(f"{type(self).__name__}.embed expects one-hot codes of shape (B, {k}, {h}, {w}); "
                              f"received shape {tuple(y.shape)}")
         return torch.einsum("bkhw,kd->bdhw", y, self.codebook.to(y.dtype))
 
@@ -282,26 +307,9 @@ class DVAE(nn.Module):
         """Embeddings (B, D, h, w) -> images (B, C, S, S), not clamped (the decoder predicts x - 0.5)."""
         return self.decoder(e) + 0.5
 
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, S, S) in [0, 1] -> tokens (B, h, w), int64: the argmax code of every cell."""
-        return self.logits(x).argmax(1)
-
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, h, w) in [0, K) -> images (B, C, S, S) in [0, 1]."""
-        h, k = self.latent_size, self.cfg.num_codes
-        if indices.dim() != 3 or tuple(indices.shape[1:]) != (h, h):
-            raise ValueError(f"{type(self).__name__}.decode_indices expects indices of shape (B, {h}, {h}); "
-                             f"received shape {tuple(indices.shape)}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= k):
-            raise ValueError(f"token indices must be in [0, {k - 1}]; received values from {int(indices.min())} "
-                             f"to {int(indices.max())}")
-        e = self.codebook[indices.long()].permute(0, 3, 1, 2)  # (B, D, h, w)
-        return self.decode_raw(e).clamp(0, 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction through the tokens (argmax, no noise): (B, C, S, S) in [0, 1]."""
-        return self.decode_indices(self.encode(x))
+        return self.decode(self.encode(x))
 
     # ------------------------------------------------------------------ the loss
 
@@ -312,6 +320,7 @@ class DVAE(nn.Module):
         evaluation measures what the tokens themselves reconstruct.
         """
         x = images_of(batch)
+        self._check_images(x, f"{type(self).__name__}.loss")
         logits = self.logits(x)  # (B, K, h, w)
         if self.training:
             y = gumbel_softmax(logits, float(self.tau), dim=1, hard=self.cfg.hard)  # (B, K, h, w)

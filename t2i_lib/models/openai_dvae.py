@@ -60,7 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2i_lib.models.checks import InputDtypeError, check_images, check_tokens
 from t2i_lib.models.config import resolve_config
+from t2i_lib.models.tokenizer import module_device, token_grid
 from t2i_lib.storage.checkpoint import CheckpointError, load_model_state, load_weights, save_weights
 from t2i_lib.storage.download import DownloadError, cache_dir, fetch, human_size, sha256_file
 from t2i_lib.storage.unpickle import collect_tensors, make_standin, restricted_pickle_module
@@ -70,10 +72,11 @@ LOGIT_LAPLACE_EPS = 0.1  # the dVAE sees pixels in [eps, 1 - eps], never exactly
 
 
 def _check_float(x: torch.Tensor, who: str) -> None:
+    """Pixels of any shape must be floating point (the same message as :func:`check_images`)."""
     if not torch.is_floating_point(x):
-        hint = " (8-bit images: x.float() / 255)" if x.dtype == torch.uint8 else ""
-        raise TypeError(f"{who} expects a floating-point tensor with values in [0, 1]; received dtype "
-                        f"{x.dtype}{hint}")
+        hint = " (8-bit images: x.float() / 255)" if x.dtype == torch.uint8 else " (x.float())"
+        raise InputDtypeError(f"{who} expects a floating-point tensor with values in [0, 1]; received dtype "
+                              f"{x.dtype}{hint}")
 
 
 def map_pixels(x: torch.Tensor, eps: float = LOGIT_LAPLACE_EPS) -> torch.Tensor:
@@ -100,13 +103,17 @@ def unmap_pixels(x: torch.Tensor, eps: float = LOGIT_LAPLACE_EPS) -> torch.Tenso
 
 @dataclass
 class OpenAIDVAEConfig:
+    """The architecture. The release's ``dall_e.Encoder`` / ``Decoder`` call three of these fields
+    ``vocab_size``, ``input_channels`` and ``output_channels``; here they carry the library's names
+    (``num_codes``, ``in_channels``, ``out_channels``, as in every tokenizer config)."""
+
     n_hid: int = 256  # channels of the first group; group g has n_hid * 2**(g-1) in the encoder (release: 256)
     n_blk_per_group: int = 2  # residual blocks per group (release: 2)
-    group_count: int = 4  # groups; the grid shrinks 2x between groups, so downsample = 2**(group_count-1)
-    vocab_size: int = 8192  # number of image tokens (release: 8192)
+    group_count: int = 4  # groups; the grid shrinks 2x between groups: downsample_factor = 2**(group_count-1)
+    num_codes: int = 8192  # K, the number of image tokens (release: 8192; dall_e's vocab_size)
     n_init: int = 128  # channels the decoder's first 1x1 conv maps the one-hot tokens to (release: 128)
-    input_channels: int = 3  # RGB in
-    output_channels: int = 3  # RGB out (the decoder emits 2x this: means and log-scales)
+    in_channels: int = 3  # RGB in (dall_e's input_channels)
+    out_channels: int = 3  # RGB out; the decoder emits 2x this: means and log-scales (dall_e's output_channels)
 
 
 class _Conv(nn.Module):
@@ -168,10 +175,12 @@ def _check_config(cfg: OpenAIDVAEConfig) -> None:
     if cfg.n_blk_per_group < 1 or cfg.group_count < 1:
         raise ValueError(f"n_blk_per_group and group_count must be >= 1; received {cfg.n_blk_per_group}, "
                          f"{cfg.group_count}")
+    if cfg.num_codes < 1:
+        raise ValueError(f"num_codes must be positive; received {cfg.num_codes}")
 
 
 class DVAEEncoder(nn.Module):
-    """The dVAE encoder: mapped images (B, C, H, W) -> token logits (B, vocab_size, H/8, W/8).
+    """The dVAE encoder: mapped images (B, C, H, W) -> token logits (B, num_codes, H/8, W/8).
 
     Input must already be mapped with :func:`map_pixels`; :meth:`OpenAIDVAE.encode` does that for you.
 
@@ -183,7 +192,7 @@ class DVAEEncoder(nn.Module):
         self.cfg = cfg = resolve_config(OpenAIDVAEConfig, cfg, overrides)
         _check_config(cfg)
         n_layers = cfg.group_count * cfg.n_blk_per_group
-        blocks: list[tuple[str, nn.Module]] = [("input", _Conv(cfg.input_channels, cfg.n_hid, 7))]
+        blocks: list[tuple[str, nn.Module]] = [("input", _Conv(cfg.in_channels, cfg.n_hid, 7))]
         width = cfg.n_hid
         for g in range(cfg.group_count):
             out = cfg.n_hid * 2 ** g
@@ -194,25 +203,21 @@ class DVAEEncoder(nn.Module):
                 group.append(("pool", nn.MaxPool2d(kernel_size=2)))
             blocks.append((f"group_{g + 1}", nn.Sequential(OrderedDict(group))))
         blocks.append(("output", nn.Sequential(OrderedDict([
-            ("relu", nn.ReLU()), ("conv", _Conv(width, cfg.vocab_size, 1, keep_fp32=True))]))))
+            ("relu", nn.ReLU()), ("conv", _Conv(width, cfg.num_codes, 1, keep_fp32=True))]))))
         self.blocks = nn.Sequential(OrderedDict(blocks))
 
     @property
-    def downsample(self) -> int:
+    def downsample_factor(self) -> int:
+        """Image side / token-grid side: 2 for every max-pool between groups."""
         return 2 ** (self.cfg.group_count - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, f = self.cfg.input_channels, self.downsample
-        if x.dim() != 4 or x.shape[1] != c or x.shape[2] % f or x.shape[3] % f:
-            hint = " (a single image: add the batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""
-            raise ValueError(f"DVAEEncoder expects images of shape (B, {c}, H, W) with H and W multiples of {f} "
-                             f"(256 x 256 for the released model); received shape {tuple(x.shape)}{hint}")
-        _check_float(x, "DVAEEncoder")
-        return self.blocks(x)  # (B, vocab_size, H/f, W/f)
+    def forward(self, x: torch.Tensor, who: str = "DVAEEncoder") -> torch.Tensor:
+        check_images(x, self.cfg.in_channels, None, who, multiple_of=self.downsample_factor)
+        return self.blocks(x)  # (B, num_codes, H/f, W/f)
 
 
 class DVAEDecoder(nn.Module):
-    """The dVAE decoder: one-hot tokens (B, vocab_size, h, w) -> (B, 2 * C, 8h, 8w) logit-Laplace parameters.
+    """The dVAE decoder: one-hot tokens (B, num_codes, h, w) -> (B, 2 * C, 8h, 8w) logit-Laplace parameters.
 
     Channels ``[:C]`` are the means in logit space (``sigmoid`` then :func:`unmap_pixels` gives the
     image); channels ``[C:]`` are log-scales, used only by the training loss.
@@ -226,7 +231,7 @@ class DVAEDecoder(nn.Module):
         self.cfg = cfg = resolve_config(OpenAIDVAEConfig, cfg, overrides)
         _check_config(cfg)
         n_layers = cfg.group_count * cfg.n_blk_per_group
-        blocks: list[tuple[str, nn.Module]] = [("input", _Conv(cfg.vocab_size, cfg.n_init, 1, keep_fp32=True))]
+        blocks: list[tuple[str, nn.Module]] = [("input", _Conv(cfg.num_codes, cfg.n_init, 1, keep_fp32=True))]
         width = cfg.n_init
         for g in range(cfg.group_count):
             out = cfg.n_hid * 2 ** (cfg.group_count - 1 - g)
@@ -237,11 +242,11 @@ class DVAEDecoder(nn.Module):
                 group.append(("upsample", nn.Upsample(scale_factor=2, mode="nearest")))
             blocks.append((f"group_{g + 1}", nn.Sequential(OrderedDict(group))))
         blocks.append(("output", nn.Sequential(OrderedDict([
-            ("relu", nn.ReLU()), ("conv", _Conv(width, 2 * cfg.output_channels, 1))]))))
+            ("relu", nn.ReLU()), ("conv", _Conv(width, 2 * cfg.out_channels, 1))]))))
         self.blocks = nn.Sequential(OrderedDict(blocks))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        v = self.cfg.vocab_size
+        v = self.cfg.num_codes
         if z.dim() != 4 or z.shape[1] != v:
             raise ValueError(f"DVAEDecoder expects one-hot tokens of shape (B, {v}, h, w); received shape "
                              f"{tuple(z.shape)} (integer tokens (B, h, w): use DVAEDecoder.from_indices)")
@@ -266,14 +271,21 @@ class DVAEDecoder(nn.Module):
 
 
 class OpenAIDVAE(nn.Module):
-    """DALL-E's image tokenizer: :meth:`encode` images to tokens, :meth:`decode_indices` tokens to images.
+    """DALL-E's image tokenizer: :meth:`encode` images to tokens, :meth:`decode` tokens to images.
 
     ``OpenAIDVAE()`` is the released architecture with random weights (shapes only: what the quick
     profile shows offline); :meth:`pretrained` loads OpenAI's weights. The model is frozen: ``encode``
-    and ``decode_indices`` run without gradients.
+    and ``decode`` run without gradients.
+
+    An image tokenizer (:mod:`t2i_lib.models.tokenizer`): ``encode``, ``decode``, ``num_codes``,
+    ``grid_size(image_size) -> (h, w)``, plus ``downsample_factor`` (8), ``embedding_dim`` (``n_init``:
+    the decoder's first 1x1 convolution turns each token into a vector of that width) and ``image_size``
+    (None: any H and W that are multiples of 8 work; the release was trained at 256 x 256).
 
     Defined in Chapter 5.
     """
+
+    image_size = None  # no fixed size: any multiple of downsample_factor
 
     def __init__(self, cfg: OpenAIDVAEConfig | None = None, **overrides):
         super().__init__()
@@ -281,49 +293,73 @@ class OpenAIDVAE(nn.Module):
         self.encoder = DVAEEncoder(self.cfg)
         self.decoder = DVAEDecoder(self.cfg)
 
-    @property
-    def vocab_size(self) -> int:
-        return self.cfg.vocab_size
+    # ------------------------------------------------------------------ the tokenizer interface
 
     @property
-    def downsample(self) -> int:
+    def num_codes(self) -> int:
+        """K, the vocabulary (8192 for the release)."""
+        return self.cfg.num_codes
+
+    @property
+    def downsample_factor(self) -> int:
         """Image side / token-grid side (8 for the release: 256 px -> 32 x 32 tokens)."""
-        return self.encoder.downsample
+        return self.encoder.downsample_factor
+
+    @property
+    def embedding_dim(self) -> int:
+        """The width of a token's embedding: the decoder's first 1x1 conv maps token k to column k of its
+        weights (plus the bias), a vector of ``n_init`` numbers."""
+        return self.cfg.n_init
+
+    def grid_size(self, image_size) -> tuple[int, int]:
+        """(h, w) = (H / 8, W / 8) for an image of side ``image_size`` (an int, or a pair (H, W))."""
+        return token_grid(image_size, self.downsample_factor, None, type(self).__name__)
 
     @torch.no_grad()
     def encode_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [0, 1] -> logits over the vocabulary (B, vocab_size, H/8, W/8)."""
-        _check_float(images, "OpenAIDVAE.encode")
-        return self.encoder(map_pixels(images.float())).float()
+        """Images (B, 3, H, W) in [0, 1] -> logits over the vocabulary (B, num_codes, H/8, W/8)."""
+        check_images(images, self.cfg.in_channels, None, "OpenAIDVAE.encode", multiple_of=self.downsample_factor)
+        x = map_pixels(images.to(module_device(self)).float())
+        return self.encoder(x, "OpenAIDVAE.encode").float()
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [0, 1], H and W multiples of 8 -> tokens (B, H/8, W/8) int64 in [0, vocab_size).
+        """Images (B, 3, H, W) in [0, 1], H and W multiples of 8 -> tokens (B, H/8, W/8) int64 in [0, num_codes).
 
         The most likely token at each position (the argmax of the logits), as DALL-E used it.
         """
         return self.encode_logits(images).argmax(dim=1)  # (B, h, w)
 
     @torch.no_grad()
-    def decode_indices(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, h, w) integers in [0, vocab_size) -> images (B, 3, 8h, 8w) in [0, 1]."""
-        v = self.vocab_size
-        if tokens.dim() != 3:
-            hint = " (one token grid: add the batch dimension with t.unsqueeze(0))" if tokens.dim() == 2 else ""
-            raise ValueError(f"OpenAIDVAE.decode_indices expects tokens of shape (B, h, w); received shape "
-                             f"{tuple(tokens.shape)}{hint}")
-        if torch.is_floating_point(tokens) or torch.is_complex(tokens) or tokens.dtype == torch.bool:
-            raise TypeError(f"OpenAIDVAE.decode_indices expects integer tokens; received dtype {tokens.dtype}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= v):
-            raise ValueError(f"tokens must lie in [0, {v}) (valid range 0..{v - 1}); received values from "
-                             f"{int(tokens.min())} to {int(tokens.max())}")
-        stats = self.decoder.from_indices(tokens.long()).float()  # (B, 6, H, W)
-        c = self.cfg.output_channels
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, h, w) integers in [0, num_codes) -> images (B, 3, 8h, 8w) in [0, 1]."""
+        check_tokens(tokens, self.num_codes, None, "OpenAIDVAE.decode")
+        stats = self.decoder.from_indices(tokens.to(module_device(self)).long()).float()  # (B, 6, H, W)
+        c = self.cfg.out_channels
         return unmap_pixels(torch.sigmoid(stats[:, :c]))  # (B, 3, H, W)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruction through the tokens: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]."""
-        return self.decode_indices(self.encode(images))
+        return self.decode(self.encode(images))
+
+    # ------------------------------------------------------------------ deprecated names
+
+    @property
+    def vocab_size(self) -> int:
+        """Deprecated: use ``num_codes``."""
+        warnings.warn("OpenAIDVAE.vocab_size is deprecated: use num_codes", DeprecationWarning, stacklevel=2)
+        return self.num_codes
+
+    @property
+    def downsample(self) -> int:
+        """Deprecated: use ``downsample_factor``."""
+        warnings.warn("OpenAIDVAE.downsample is deprecated: use downsample_factor", DeprecationWarning, stacklevel=2)
+        return self.downsample_factor
+
+    def decode_indices(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Deprecated: the same as :meth:`decode`."""
+        warnings.warn("OpenAIDVAE.decode_indices is deprecated: use decode(tokens)", DeprecationWarning, stacklevel=2)
+        return self.decode(tokens)
 
     @classmethod
     def pretrained(cls, profile=None, *, download: bool | None = None, device: str | torch.device | None = None,

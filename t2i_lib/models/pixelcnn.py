@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2i_lib.models.checks import check_tokens
 from t2i_lib.models.config import resolve_config
 __all__ = ["PixelCNNConfig", "GatedPixelCNN", "GatedLayer"]
 
@@ -158,16 +159,7 @@ class GatedPixelCNN(nn.Module):
     # ------------------------------------------------------------------ inputs
 
     def _check_codes(self, codes: torch.Tensor) -> None:
-        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
-            raise ValueError(f"GatedPixelCNN expects integer code maps (B, h, w); received dtype {codes.dtype}")
-        if codes.dim() != 3:
-            hint = " (a single map: add the batch dimension with codes.unsqueeze(0))" if codes.dim() == 2 else ""
-            raise ValueError(f"GatedPixelCNN expects code maps of shape (B, h, w); received shape "
-                             f"{tuple(codes.shape)}{hint}")
-        k = self.cfg.num_codes
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= k):
-            raise ValueError(f"codes must be in [0, {k - 1}] (num_codes={k}); received values from "
-                             f"{int(codes.min())} to {int(codes.max())}")
+        check_tokens(codes, self.cfg.num_codes, None, "GatedPixelCNN")
 
     def _cond_vector(self, cond, batch: int) -> torch.Tensor | None:
         cfg = self.cfg

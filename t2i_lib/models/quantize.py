@@ -39,7 +39,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from t2i_lib.models.checks import check_token_values
 from t2i_lib.models.config import resolve_config
+
 __all__ = ["QuantizerConfig", "VectorQuantizer", "QuantizerOutput", "codebook_stats", "kmeans"]
 
 
@@ -334,16 +336,11 @@ class VectorQuantizer(nn.Module):
 
         This is what a decoder sees when a prior (PixelCNN, a transformer) generates tokens.
         """
-        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
-            raise ValueError(f"decode_indices expects integer code indices, received dtype {indices.dtype}")
         want = 2 if self.cfg.channels_last else 3
-        if indices.dim() != want:
-            raise ValueError(f"decode_indices expects indices of shape "
-                             f"{'(B, N)' if want == 2 else '(B, H, W)'}; received {tuple(indices.shape)}")
-        k = self.cfg.num_codes
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= k):
-            raise ValueError(f"code indices must be in [0, {k - 1}] (the codebook has {k} codes); received "
-                             f"values from {int(indices.min())} to {int(indices.max())}")
+        if isinstance(indices, torch.Tensor) and indices.dim() != want:
+            raise ValueError(f"VectorQuantizer.decode_indices expects indices of shape "
+                             f"{'(B, N)' if want == 2 else '(B, H, W)'}; received shape {tuple(indices.shape)}")
+        check_token_values(indices, self.cfg.num_codes, "VectorQuantizer.decode_indices")
         vec = self.proj_out(self._codes()[indices.reshape(-1).long()])  # (N, D)
         return self._unflatten(vec, tuple(indices.shape))
 

@@ -19,7 +19,10 @@ Two models:
   as the encoder, a 1x1 convolution down to D, the quantiser, and a transposed-convolution decoder.
 
 Both follow the library's model contract, ``loss(batch) -> (loss, metrics)``; a batch is an image
-tensor, an ``(images, labels)`` tuple, or a dict with an ``"image"`` entry (Shapes, COCO).
+tensor, an ``(images, labels)`` tuple, or a dict with an ``"image"`` entry (Shapes, COCO). Both are image
+tokenizers (:mod:`t2i_lib.models.tokenizer`): ``encode(images) -> tokens (B, h, w)``,
+``decode(tokens) -> images``, ``num_codes``, ``grid_size(image_size) -> (h, w)``, plus
+``downsample_factor``, ``embedding_dim`` and ``image_size``. ``decode_latents`` decodes quantised vectors.
 
 Defined in Chapter 4.
 """
@@ -27,6 +30,7 @@ Defined in Chapter 4.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields
 
 import torch
@@ -35,10 +39,11 @@ from torch import nn
 
 from t2i_lib.data.batches import images_of
 from t2i_lib.models.blocks import residual_decoder, residual_encoder
-from t2i_lib.models.checks import check_residual_geometry
+from t2i_lib.models.checks import check_images, check_residual_geometry, check_tokens
 from t2i_lib.models.blocks import psnr
 from t2i_lib.models.config import resolve_config
 from t2i_lib.models.quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
+from t2i_lib.models.tokenizer import evaluating, module_device, token_grid
 
 
 def _quantizer_config(cfg) -> QuantizerConfig:
@@ -47,57 +52,93 @@ def _quantizer_config(cfg) -> QuantizerConfig:
 
 
 class _VQBase(nn.Module):
-    """What both VQ-VAEs share. Subclasses set ``cfg``, ``quantizer`` and define ``encode_continuous``
-    and ``decode_raw`` (images before clamping to [0, 1])."""
+    """What both VQ-VAEs share, the image-tokenizer interface included. Subclasses set ``cfg``,
+    ``quantizer`` and ``downsample_factor`` and define ``encode_continuous`` and ``decode_raw`` (images
+    before clamping to [0, 1])."""
 
     cfg: "VQVAEConfig | ResNetVQVAEConfig"
     quantizer: VectorQuantizer
+    downsample_factor: int  # image side / token-grid side
 
-    def _check_images(self, x: torch.Tensor) -> None:
-        c, s = self.cfg.in_channels, self.cfg.image_size
-        if x.dim() != 4 or tuple(x.shape[1:]) != (c, s, s):
-            hint = " (a single image: add the batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""
-            raise ValueError(f"{type(self).__name__} expects images of shape (B, {c}, {s}, {s}) with values in "
-                             f"[0, 1]; received shape {tuple(x.shape)}{hint}")
+    def _check_images(self, x: torch.Tensor, who: str | None = None) -> None:
+        check_images(x, self.cfg.in_channels, self.cfg.image_size, who or type(self).__name__)
+
+    # ------------------------------------------------------------------ the tokenizer interface
 
     @property
-    def latent_size(self) -> int:
-        """Side h = w of the token grid."""
-        return self.cfg.image_size // self.downsampling
+    def num_codes(self) -> int:
+        """K, the number of codes (the image-token vocabulary)."""
+        return self.cfg.num_codes
+
+    @property
+    def embedding_dim(self) -> int:
+        """D, the width of a code vector (what the decoder sees)."""
+        return self.cfg.embedding_dim
+
+    @property
+    def image_size(self) -> int:
+        """The side S of the images this model encodes (its config's image_size)."""
+        return self.cfg.image_size
+
+    def grid_size(self, image_size=None) -> tuple[int, int]:
+        """(h, w) of the token grid of an ``image_size`` image (default, and the only size it encodes: the
+        config's ``image_size``): ``image_size // downsample_factor`` on each side."""
+        return token_grid(image_size, self.downsample_factor, self.cfg.image_size, type(self).__name__)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, S, S) in [0, 1] -> code indices (B, h, w), int64: the image's tokens.
+
+        Runs in eval mode whatever the module's mode (a training-mode lookup would move the codebook's
+        running statistics, and the ResNet's BatchNorm statistics); the input is moved to the model's device.
+        """
+        self._check_images(x, f"{type(self).__name__}.encode")
+        with evaluating(self):
+            return self.quantize(self.encode_continuous(x.to(module_device(self)))).indices
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w) -> images (B, C, S, S) in [0, 1]: how tokens from a prior become pictures.
+        In eval mode, on the model's device."""
+        check_tokens(tokens, self.num_codes, self.grid_size(), f"{type(self).__name__}.decode")
+        with evaluating(self):
+            return self.decode_latents(self.quantizer.decode_indices(tokens.to(module_device(self)).long()))
+
+    # ------------------------------------------------------------------ the pieces
 
     def quantize(self, z: torch.Tensor) -> QuantizerOutput:
         """Continuous latents (B, D, h, w) -> QuantizerOutput(quantized, indices (B, h, w), loss, stats)."""
         return self.quantizer(z)
 
-    def decode(self, q: torch.Tensor) -> torch.Tensor:
+    def decode_latents(self, q: torch.Tensor) -> torch.Tensor:
         """Quantised latents (B, D, h, w) -> images (B, C, S, S) in [0, 1]."""
-        d, h = self.cfg.embedding_dim, self.latent_size
-        if q.dim() != 4 or tuple(q.shape[1:]) != (d, h, h):
-            raise ValueError(f"{type(self).__name__}.decode expects latents of shape (B, {d}, {h}, {h}); "
-                             f"received shape {tuple(q.shape)}")
+        d, (h, w) = self.cfg.embedding_dim, self.grid_size()
+        if q.dim() != 4 or tuple(q.shape[1:]) != (d, h, w):
+            raise ValueError(f"{type(self).__name__}.decode_latents expects latents of shape (B, {d}, {h}, {w}); "
+                             f"received shape {tuple(q.shape)} (integer tokens (B, h, w): use decode)")
         return self.decode_raw(q).clamp(0, 1)
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, S, S) -> code indices (B, h, w): the image's tokens. Uses the current mode
-        (call ``.eval()`` first, or a training-mode call also updates the codebook's running statistics)."""
-        return self.quantize(self.encode_continuous(x)).indices
-
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Code indices (B, h, w) -> images (B, C, S, S): how tokens from a prior become pictures."""
-        h = self.latent_size
-        if indices.dim() != 3 or tuple(indices.shape[1:]) != (h, h):
-            raise ValueError(f"{type(self).__name__}.decode_indices expects indices of shape (B, {h}, {h}); "
-                             f"received shape {tuple(indices.shape)}")
-        return self.decode(self.quantizer.decode_indices(indices))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction (B, C, S, S) in [0, 1]."""
-        return self.decode(self.quantize(self.encode_continuous(x)).quantized)
+        return self.decode_latents(self.quantize(self.encode_continuous(x)).quantized)
+
+    # ------------------------------------------------------------------ deprecated names
+
+    @property
+    def latent_size(self) -> int:
+        """Deprecated: side h = w of the token grid; use ``grid_size()`` (a pair (h, w))."""
+        warnings.warn(f"{type(self).__name__}.latent_size is deprecated: use grid_size() (it returns (h, w))",
+                      DeprecationWarning, stacklevel=2)
+        return self.grid_size()[0]
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Deprecated: the same as :meth:`decode`."""
+        warnings.warn(f"{type(self).__name__}.decode_indices is deprecated: use decode(tokens)",
+                      DeprecationWarning, stacklevel=2)
+        return self.decode(indices)
 
     def loss(self, batch):
         x = images_of(batch)
-        self._check_images(x)
+        self._check_images(x, f"{type(self).__name__}.loss")
         out = self.quantize(self.encode_continuous(x))
         x_hat = self.decode_raw(out.quantized).float()  # (B, C, S, S), not clamped: clamping kills gradients
         mse = F.mse_loss(x_hat, x.float())
@@ -168,14 +209,14 @@ class VQVAE(_VQBase):
         super().__init__()
         cfg = resolve_config(VQVAEConfig, cfg, overrides)
         self.cfg = cfg
-        self.downsampling = 2 ** cfg.num_downsamples
+        self.downsample_factor = 2 ** cfg.num_downsamples
         self.encoder = residual_encoder(cfg, cfg.embedding_dim)  # ends in the "pre-VQ" 1x1 conv down to D
         self.quantizer = VectorQuantizer(_quantizer_config(cfg))
         self.decoder = residual_decoder(cfg)
 
     def encode_continuous(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, S, S) in [0, 1] -> latents before quantisation (B, D, h, w)."""
-        self._check_images(x)
+        self._check_images(x, f"{type(self).__name__}.encode_continuous")
         return self.encoder(x - 0.5)
 
     def decode_raw(self, q: torch.Tensor) -> torch.Tensor:
@@ -246,7 +287,7 @@ class ResNetVQVAE(_VQBase):
 
         cfg = resolve_config(ResNetVQVAEConfig, cfg, overrides)
         self.cfg = cfg
-        self.downsampling = _TRUNK_STRIDE[cfg.trunk_until]
+        self.downsample_factor = _TRUNK_STRIDE[cfg.trunk_until]
 
         weights = torchvision.models.ResNet101_Weights.IMAGENET1K_V2 if cfg.pretrained else None
         resnet = torchvision.models.resnet101(weights=weights)
@@ -267,7 +308,7 @@ class ResNetVQVAE(_VQBase):
         w = cfg.decoder_width
         dec = [nn.Conv2d(cfg.embedding_dim, w, 3, padding=1), nn.ReLU()]
         ch = w
-        for _ in range(int(math.log2(self.downsampling))):
+        for _ in range(int(math.log2(self.downsample_factor))):
             out = max(ch // 2, 16)
             dec += [nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
             ch = out
@@ -282,7 +323,7 @@ class ResNetVQVAE(_VQBase):
 
     def encode_continuous(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, S, S) in [0, 1] -> latents before quantisation (B, D, h, w)."""
-        self._check_images(x)
+        self._check_images(x, f"{type(self).__name__}.encode_continuous")
         return self.pre_quant(self.trunk((x - self.img_mean) / self.img_std))
 
     def decode_raw(self, q: torch.Tensor) -> torch.Tensor:

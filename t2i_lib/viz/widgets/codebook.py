@@ -1,4 +1,7 @@
-"""The codebook explorer: pick a code of a trained VQ-VAE and see what it stands for.
+"""The codebook explorer: pick a code of a trained image tokenizer and see what it stands for.
+
+It takes any image tokenizer (:mod:`t2i_lib.models.tokenizer`: the VQ-VAEs of Chapter 4, the dVAEs of
+Chapter 5) and uses only its ``encode``, ``decode`` and ``num_codes``.
 
 Each frame shows, left to right: what the decoder makes of a code map filled with that one code (the
 code's "picture" when it is everywhere at once), then a few images with the cells of their code maps
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from t2i_lib.models.checks import check_code, check_images, check_token_values, check_tokens
 from t2i_lib.viz.widgets.base import StaticWidget, element_id
 from t2i_lib.viz.widgets.base import png_bytes, widget_mode
 
@@ -38,26 +42,13 @@ HIGHLIGHT = np.array([1.0, 0.85, 0.0], dtype=np.float32)  # outline of the cells
 DIM = 0.25  # brightness of the cells that did not
 
 
-def _check_code(code, num_codes: int) -> int:
-    """``code`` as a plain int, or a TypeError / ValueError that says what a valid code index is."""
-    if isinstance(code, torch.Tensor) and code.numel() == 1 and not code.dtype.is_floating_point:
-        code = code.item()
-    if isinstance(code, bool) or not isinstance(code, (int, np.integer)):
-        raise TypeError(f"a code index must be an integer in [0, {num_codes - 1}]; received {code!r}")
-    c = int(code)
-    if not 0 <= c < num_codes:
-        raise ValueError(f"code {c} is out of range: the codebook has {num_codes} codes, indices 0 to {num_codes - 1}")
-    return c
-
-
 def code_masks(indices: torch.Tensor, code: int, num_codes: int) -> np.ndarray:
     """Where ``code`` occurs in code maps ``indices`` (B, h, w): a bool array (B, h, w).
 
     Defined in Chapter 4.
     """
-    c = _check_code(code, num_codes)
-    if indices.dim() != 3:
-        raise ValueError(f"code_masks expects code maps (B, h, w); received shape {tuple(indices.shape)}")
+    c = check_code(code, num_codes, "code_masks")
+    check_tokens(indices, num_codes, None, "code_masks")
     return (indices == c).cpu().numpy()
 
 
@@ -67,10 +58,8 @@ def _images_hwc(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def _filled_image(vqvae, code: int) -> np.ndarray:
-    h = vqvae.latent_size
-    dev = next(vqvae.parameters()).device
-    img = vqvae.decode_indices(torch.full((1, h, h), code, dtype=torch.long, device=dev))
+def _filled_image(tokenizer, code: int, grid: tuple[int, int]) -> np.ndarray:
+    img = tokenizer.decode(torch.full((1, *grid), code, dtype=torch.long))
     return _images_hwc(img)[0]  # (S, S, 3)
 
 
@@ -89,20 +78,21 @@ def _highlight(img: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
     return out
 
 
-def render_code_frame(vqvae, images: torch.Tensor, indices: torch.Tensor, code: int, *, scale: int = 3,
+def render_code_frame(tokenizer, images: torch.Tensor, indices: torch.Tensor, code: int, *, scale: int = 3,
                       gap: int = 6) -> np.ndarray:
     """One frame of the explorer as a uint8 RGB array (S*scale, (B+1)*S*scale + B*gap, 3): the decoded
-    map filled with ``code``, then each of the images (B, C, S, S) with the cells of its code map
-    ``indices`` (B, h, w) that chose ``code`` bright and outlined.
+    map filled with ``code`` (``tokenizer.decode``), then each of the images (B, C, S, S) with the cells of
+    its code map ``indices`` (B, h, w) that chose ``code`` bright and outlined.
 
     Defined in Chapter 4.
     """
-    k = vqvae.cfg.num_codes
+    k = int(tokenizer.num_codes)
     masks = code_masks(indices, code, k)  # (B, h, w)
     imgs = _images_hwc(images)
     if len(imgs) != len(masks):
         raise ValueError(f"{len(imgs)} images but {len(masks)} code maps")
-    panels = [np.repeat(np.repeat(_filled_image(vqvae, int(code)), scale, 0), scale, 1)]
+    grid = (int(indices.shape[1]), int(indices.shape[2]))
+    panels = [np.repeat(np.repeat(_filled_image(tokenizer, int(code), grid), scale, 0), scale, 1)]
     panels += [_highlight(img, m, scale) for img, m in zip(imgs, masks)]
     h = panels[0].shape[0]
     spacer = np.ones((h, gap, 3), dtype=np.float32)
@@ -153,12 +143,13 @@ def _label(code: int, count: int, total: int, freq: float | None) -> str:
     return text
 
 
-def _static(vqvae, images, indices, codes, freqs, scale, title) -> StaticCodebookExplorer:
-    frames = [render_code_frame(vqvae, images, indices, c, scale=scale) for c in codes]
+def _static(tokenizer, images, indices, codes, freqs, scale, title) -> StaticCodebookExplorer:
+    k = int(tokenizer.num_codes)
+    frames = [render_code_frame(tokenizer, images, indices, c, scale=scale) for c in codes]
     H, W, _ = frames[0].shape
     sheet = np.concatenate(frames, axis=0)  # (n * H, W, 3)
     sprite = png_bytes(sheet.astype(np.float32) / 255.0)
-    masks = np.stack([code_masks(indices, c, vqvae.cfg.num_codes) for c in codes])  # (n, B, h, w)
+    masks = np.stack([code_masks(indices, c, k) for c in codes])  # (n, B, h, w)
     counts = masks.reshape(len(codes), -1).sum(1)
     total = int(np.prod(indices.shape))
     labels = [_label(c, int(n), total, None if freqs is None else float(freqs[c])) for c, n in zip(codes, counts)]
@@ -170,7 +161,7 @@ def _static(vqvae, images, indices, codes, freqs, scale, title) -> StaticCodeboo
 {title_html}<div class="t2i-frame" role="img" aria-label="the chosen code decoded on its own, and the cells of several images that chose it" data-frame="0" style="width:{W}px;height:{H}px;max-width:none;background-image:url(data:image/png;base64,{b64});background-size:{W}px {len(codes) * H}px;background-position:0px 0px;background-repeat:no-repeat;image-rendering:pixelated;border:1px solid #999"></div>
 <label style="display:block;font-size:0.9em;margin:0.3em 0">code (most used first) <input type="range" class="t2i-slider" data-axis="code" min="0" max="{len(codes) - 1}" step="1" value="0" aria-label="code" style="width:260px;vertical-align:middle"></label>
 <div class="t2i-coords" style="font-size:0.9em">{_html.escape(labels[0])}</div>
-<div style="font-size:0.8em;color:#666">Left: a code map filled with this one code, decoded. Right: images with the cells that chose it outlined. Static version: {len(codes)} codes drawn when the page was built; run the notebook to explore all {vqvae.cfg.num_codes}.</div>
+<div style="font-size:0.8em;color:#666">Left: a code map filled with this one code, decoded. Right: images with the cells that chose it outlined. Static version: {len(codes)} codes drawn when the page was built; run the notebook to explore all {k}.</div>
 <script>{js}</script>
 </div>"""
     return StaticCodebookExplorer(html=html, codes=tuple(int(c) for c in codes), masks=masks, counts=counts,
@@ -181,11 +172,11 @@ class LiveCodebookExplorer:
     """The ipywidgets explorer: ``slider`` (any code 0 .. K-1), ``image`` (the frame), ``readout``.
     Defined in Chapter 4."""
 
-    def __init__(self, vqvae, images, indices, first: int, freqs, scale, title):
+    def __init__(self, tokenizer, images, indices, first: int, freqs, scale, title):
         import ipywidgets as W
 
-        self._vq, self._images, self._indices, self._freqs, self._scale = vqvae, images, indices, freqs, scale
-        k = vqvae.cfg.num_codes
+        self._tok, self._images, self._indices, self._freqs, self._scale = tokenizer, images, indices, freqs, scale
+        k = int(tokenizer.num_codes)
         self.slider = W.IntSlider(value=first, min=0, max=k - 1, description="code", continuous_update=False,
                                   layout=W.Layout(width="360px"))
         self.image = W.Image(format="png")
@@ -197,7 +188,7 @@ class LiveCodebookExplorer:
 
     def _update(self, change=None):
         c = self.slider.value
-        frame = render_code_frame(self._vq, self._images, self._indices, c, scale=self._scale)
+        frame = render_code_frame(self._tok, self._images, self._indices, c, scale=self._scale)
         self.image.value = png_bytes(frame.astype(np.float32) / 255.0)
         n = int((self._indices == c).sum())
         self.readout.value = _html.escape(_label(c, n, int(np.prod(self._indices.shape)),
@@ -208,10 +199,13 @@ class LiveCodebookExplorer:
 
 
 @torch.no_grad()
-def codebook_explorer(vqvae, images: torch.Tensor, *, codes=None, n_codes: int = 12, code_maps=None,
+def codebook_explorer(tokenizer, images: torch.Tensor, *, codes=None, n_codes: int = 12, code_maps=None,
                       scale: int = 3, mode: str = "auto", title: str | None = None):
-    """Explore a trained VQ-VAE's codebook: pick a code, see it decoded on its own and see which cells of
-    ``images`` (B, C, S, S) in [0, 1] chose it (their code maps come from ``vqvae.encode``).
+    """Explore a trained tokenizer's codebook: pick a code, see it decoded on its own and see which cells of
+    ``images`` (B, C, S, S) in [0, 1] chose it (their code maps come from ``tokenizer.encode``).
+
+    ``tokenizer``: any image tokenizer (a VQ-VAE, a dVAE, OpenAI's dVAE); only ``encode``, ``decode``
+    and ``num_codes`` are used.
 
     ``codes``: the codes the static version offers (default: the ``n_codes`` most used in ``code_maps``,
     most used first). ``code_maps`` (N, h, w): a larger sample of code maps for the usage percentages
@@ -221,23 +215,24 @@ def codebook_explorer(vqvae, images: torch.Tensor, *, codes=None, n_codes: int =
 
     Defined in Chapter 4.
     """
-    k = vqvae.cfg.num_codes
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"codebook_explorer expects images (B, C, S, S); received "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    vqvae.eval()
-    dev = next(vqvae.parameters()).device
-    indices = vqvae.encode(images.to(dev)).cpu()  # (B, h, w)
-    maps = indices if code_maps is None else code_maps.cpu()
+    k = int(tokenizer.num_codes)
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"codebook_explorer expects images (B, C, S, S) as a tensor; received {type(images).__name__}")
+    check_images(images, None, None, "codebook_explorer")
+    indices = tokenizer.encode(images).cpu()  # (B, h, w)
+    check_tokens(indices, k, None, f"codebook_explorer (what {type(tokenizer).__name__}.encode returned)")
+    maps = indices if code_maps is None else torch.as_tensor(code_maps).cpu()
+    if code_maps is not None:
+        check_token_values(maps, k, "codebook_explorer (code_maps)")
     hist = torch.bincount(maps.reshape(-1).long(), minlength=k).double()
     freqs = (hist / hist.sum()).numpy()
     if codes is None:
         order = torch.argsort(hist, descending=True, stable=True)
         codes = [int(c) for c in order[: min(n_codes, int((hist > 0).sum()))]]
     else:
-        codes = [_check_code(c, k) for c in codes]
+        codes = [check_code(c, k, "codebook_explorer") for c in codes]
     if not codes:
         raise ValueError("codebook_explorer needs at least one code to offer")
     if widget_mode(mode) == "live":
-        return LiveCodebookExplorer(vqvae, images.cpu(), indices, codes[0], freqs, scale, title)
-    return _static(vqvae, images.cpu(), indices, codes, freqs, scale, title)
+        return LiveCodebookExplorer(tokenizer, images.cpu(), indices, codes[0], freqs, scale, title)
+    return _static(tokenizer, images.cpu(), indices, codes, freqs, scale, title)
