@@ -8,12 +8,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from t2i_lib.train import trainer as train_mod
+from t2i_lib.train import history as history_mod
 from t2i_lib.profiles import Profile, get_profile
 from t2i_lib.storage.checkpoint import CheckpointError, load_checkpoint
 from t2i_lib.train.schedules import LinearWithRestarts
-from t2i_lib.train.trainer import (History, NonFiniteLossError, StopTraining, TrainConfig, _total_norm,
-                                   evaluate, to_device, train)
+from t2i_lib.train.trainer import (NonFiniteLossError, StopTraining, TrainConfig, evaluate, to_device,
+                                   train)
+from t2i_lib.train.update import total_norm
 
 CPU = get_profile("quick", device="cpu")
 
@@ -108,7 +109,7 @@ def test_clipping_bounds_the_norm_and_reports_the_raw_one():
     params = list(model.parameters())
     raw = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params))
     assert raw > 0.5
-    returned = _total_norm(params, 0.5)
+    returned = total_norm(params, 0.5)
     assert float(returned) == pytest.approx(raw, rel=1e-5)
     assert math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params)) == pytest.approx(0.5, rel=1e-4)
 
@@ -375,18 +376,9 @@ def test_live_plot_only_in_a_notebook(monkeypatch):
     train(fresh(0), regression_data(), quiet(), profile=CPU, live_plot=True, progress=False)
     assert shown == []  # not in a notebook: no plot at all
 
-    monkeypatch.setattr(train_mod, "_in_notebook", lambda: True)
+    monkeypatch.setattr(history_mod, "in_notebook", lambda: True)
     train(fresh(0), regression_data(), quiet(eval_every=4), profile=CPU, live_plot=True,
           eval_dataset=regression_data(8, 5), progress=False)
     image, display_id = shown[0]
     assert display_id is True and image.data[:4] == b"\x89PNG"
     assert shown[1].updates >= 3  # redrawn in place (evals are always drawn), not appended
-
-
-def test_history_roundtrip():
-    h = History()
-    h.log(10, "train", 1.5, 0.1, kl=0.2)
-    h.log(10, "eval", 1.7, 0.1)
-    h2 = History(h.state_dict())
-    assert h2.records == h.records and h2.last("kl") == 0.2 and h2.series("loss", "eval") == ([10], [1.7])
-    assert "1 train records, 1 eval records" in repr(h2)
