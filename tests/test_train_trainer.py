@@ -382,3 +382,22 @@ def test_live_plot_only_in_a_notebook(monkeypatch):
     image, display_id = shown[0]
     assert display_id is True and image.data[:4] == b"\x89PNG"
     assert shown[1].updates >= 3  # redrawn in place (evals are always drawn), not appended
+
+
+def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path, capsys):
+    from t2i_lib.storage.checkpoint import save_checkpoint
+
+    cfg = dict(schedule="constant", ckpt_every=0)
+    reference = fresh(0)
+    train(reference, regression_data(), resume_cfg(tmp_path / "ref", **cfg), profile=CPU, progress=False)
+    train(fresh(0), regression_data(), resume_cfg(tmp_path / "run", steps=5, **cfg), profile=CPU, progress=False)
+    old = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert old["format"] == 2 and old["ema"] is None and old["skipped_in_a_row"] == 0
+    for key in ("ema", "skipped_in_a_row"):  # what format 1 did not have
+        del old[key]
+    save_checkpoint(tmp_path / "run" / "last.pt", {**old, "format": 1})
+    resumed = fresh(1)
+    hist = train(resumed, regression_data(), resume_cfg(tmp_path / "run", ema_decay=0.9, **cfg), profile=CPU)
+    assert_bitwise_equal(weights(resumed), weights(reference))
+    assert "has no EMA of the weights; the EMA starts from the weights at step 5" in capsys.readouterr().out
+    assert hist.ema.updates == 9

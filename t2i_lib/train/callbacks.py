@@ -9,8 +9,8 @@ A callback is a callable ``cb(state)`` run after every update, or an object with
 - ``on_eval(state, results)``: after an evaluation, with its History record;
 - ``on_end(state)``: once, when training ends.
 
-All of them run inside a saved-and-restored random state, so they may draw random numbers (sample) without
-changing the training run. Raise :class:`StopTraining` in one to end early. In a multi-GPU run callbacks
+Every hook but ``on_end`` runs inside a saved-and-restored random state, so it may draw random numbers
+(sample) without changing the training run. Raise :class:`StopTraining` in one to end early. In a multi-GPU run callbacks
 run in every process.
 
 Defined in Chapter 1 (:class:`Every` and ``on_measure`` in Chapter 7).
