@@ -48,9 +48,11 @@ SCRIPT = textwrap.dedent('''
     data = TensorDataset(x, x @ torch.tensor([1.0, -2.0, 0.5, 3.0]))
     model = Regressor()
     cfg = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=2, lr=1e-2, clip_grad_norm=1.0,
-                      schedule="constant", warmup_steps=2, log_every=2, ckpt_every=3, ckpt_dir=ckpt_dir)
+                      schedule="constant", warmup_steps=2, log_every=2, ckpt_every=3, ckpt_dir=ckpt_dir,
+                      ema_decay=0.8)
     hist = train(model, data, cfg, profile=get_profile("quick", device="cpu"), eval_dataset=data)
-    torch.save({"weights": model.state_dict(), "records": hist.records}, os.path.join(out, f"rank{rank}.pt"))
+    torch.save({"weights": model.state_dict(), "records": hist.records, "ema": hist.ema.state_dict()["shadow"]},
+               os.path.join(out, f"rank{rank}.pt"))
 ''')
 
 
@@ -96,6 +98,10 @@ def test_two_processes_match_each_other_and_one_process(tmp_path, monkeypatch):
     for k in r0["weights"]:
         assert torch.equal(r0["weights"][k], r1["weights"][k]), f"ranks disagree on {k}"
         torch.testing.assert_close(r0["weights"][k], one["weights"][k], rtol=1e-5, atol=1e-6)
+    # the EMA starts from rank 0's weights (after DDP's broadcast), so it agrees across ranks and with one process
+    for k in r0["ema"]:
+        assert torch.equal(r0["ema"][k], r1["ema"][k]), f"ranks disagree on the EMA of {k}"
+        torch.testing.assert_close(r0["ema"][k], one["ema"][k], rtol=1e-5, atol=1e-6)
     # the logged losses are global means too (averaged over the processes)
     for a, b in zip(r0["records"], one["records"]):
         assert a["step"] == b["step"] and a["split"] == b["split"]
@@ -108,6 +114,7 @@ def test_two_processes_match_each_other_and_one_process(tmp_path, monkeypatch):
     assert state["step"] == 6 and len(state["rng"]) == 2 and state["world_size"] == 2
     for k in r0["weights"]:
         assert torch.equal(state["model"][k], r0["weights"][k])
+        assert torch.equal(state["ema"]["shadow"][k], r0["ema"][k])
 
     # world size 2 -> 1 with the same global batch: the resumed run continues on the same examples
     shutil.copytree(tmp_path / "ckpt_ddp", tmp_path / "ckpt_resume")
@@ -115,7 +122,8 @@ def test_two_processes_match_each_other_and_one_process(tmp_path, monkeypatch):
     run_in_process(script, [tmp_path / "resumed", 8, 9, tmp_path / "ckpt_resume"], monkeypatch)
     (tmp_path / "one9").mkdir()
     run_in_process(script, [tmp_path / "one9", 8, 9, tmp_path / "ckpt_one9"], monkeypatch)
-    resumed = torch.load(tmp_path / "resumed" / "rank0.pt", weights_only=True)["weights"]
-    straight = torch.load(tmp_path / "one9" / "rank0.pt", weights_only=True)["weights"]
-    for k in resumed:
-        torch.testing.assert_close(resumed[k], straight[k], rtol=1e-5, atol=1e-6)
+    resumed = torch.load(tmp_path / "resumed" / "rank0.pt", weights_only=True)
+    straight = torch.load(tmp_path / "one9" / "rank0.pt", weights_only=True)
+    for k in resumed["weights"]:
+        torch.testing.assert_close(resumed["weights"][k], straight["weights"][k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(resumed["ema"][k], straight["ema"][k], rtol=1e-5, atol=1e-6)

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from t2i_lib.train import trainer as train_mod
+from t2i_lib.train import history as history_mod
 from t2i_lib.profiles import Profile, get_profile
 from t2i_lib.storage.checkpoint import CheckpointError, load_checkpoint
 from t2i_lib.train.schedules import LinearWithRestarts
-from t2i_lib.train.trainer import (History, NonFiniteLossError, StopTraining, TrainConfig, _total_norm,
-                                   evaluate, to_device, train)
+from t2i_lib.train.trainer import (NonFiniteLossError, StopTraining, TrainConfig, evaluate, to_device,
+                                   train)
+from t2i_lib.train.update import total_norm
 
 CPU = get_profile("quick", device="cpu")
 
@@ -108,7 +109,7 @@ def test_clipping_bounds_the_norm_and_reports_the_raw_one():
     params = list(model.parameters())
     raw = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params))
     assert raw > 0.5
-    returned = _total_norm(params, 0.5)
+    returned = total_norm(params, 0.5)
     assert float(returned) == pytest.approx(raw, rel=1e-5)
     assert math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params)) == pytest.approx(0.5, rel=1e-4)
 
@@ -375,7 +376,7 @@ def test_live_plot_only_in_a_notebook(monkeypatch):
     train(fresh(0), regression_data(), quiet(), profile=CPU, live_plot=True, progress=False)
     assert shown == []  # not in a notebook: no plot at all
 
-    monkeypatch.setattr(train_mod, "_in_notebook", lambda: True)
+    monkeypatch.setattr(history_mod, "in_notebook", lambda: True)
     train(fresh(0), regression_data(), quiet(eval_every=4), profile=CPU, live_plot=True,
           eval_dataset=regression_data(8, 5), progress=False)
     image, display_id = shown[0]
@@ -383,10 +384,20 @@ def test_live_plot_only_in_a_notebook(monkeypatch):
     assert shown[1].updates >= 3  # redrawn in place (evals are always drawn), not appended
 
 
-def test_history_roundtrip():
-    h = History()
-    h.log(10, "train", 1.5, 0.1, kl=0.2)
-    h.log(10, "eval", 1.7, 0.1)
-    h2 = History(h.state_dict())
-    assert h2.records == h.records and h2.last("kl") == 0.2 and h2.series("loss", "eval") == ([10], [1.7])
-    assert "1 train records, 1 eval records" in repr(h2)
+def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path, capsys):
+    from t2i_lib.storage.checkpoint import save_checkpoint
+
+    cfg = dict(schedule="constant", ckpt_every=0)
+    reference = fresh(0)
+    train(reference, regression_data(), resume_cfg(tmp_path / "ref", **cfg), profile=CPU, progress=False)
+    train(fresh(0), regression_data(), resume_cfg(tmp_path / "run", steps=5, **cfg), profile=CPU, progress=False)
+    old = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert old["format"] == 2 and old["ema"] is None and old["skipped_in_a_row"] == 0
+    for key in ("ema", "skipped_in_a_row"):  # what format 1 did not have
+        del old[key]
+    save_checkpoint(tmp_path / "run" / "last.pt", {**old, "format": 1})
+    resumed = fresh(1)
+    hist = train(resumed, regression_data(), resume_cfg(tmp_path / "run", ema_decay=0.9, **cfg), profile=CPU)
+    assert_bitwise_equal(weights(resumed), weights(reference))
+    assert "has no EMA of the weights; the EMA starts from the weights at step 5" in capsys.readouterr().out
+    assert hist.ema.updates == 9
