@@ -281,3 +281,17 @@ def test_code_cells_are_short(nb_path):
     long = [(c["id"], n) for c in nb["cells"] if c["cell_type"] == "code"
             and (n := len("".join(c["source"]).splitlines())) > MAX_CELL_LINES]
     assert not long, f"{nb_path.name}: code cells over {MAX_CELL_LINES} lines (cell id, lines): {long}"
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_every_glued_name_is_glued_by_a_code_cell(nb_path):
+    """A {glue:text}`name` with no ``glue("name", ...)`` behind it fails the build (-W) only after a full run."""
+    nb = json.loads(nb_path.read_text())
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    used = set(re.findall(r"\{glue(?::\w+)?\}`(\w+)", md))
+    names = set(re.findall(r"\bglue\(\"(\w+)\"", code))
+    patterns = [re.compile("^" + re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(p)) + "$")
+                for p in re.findall(r"\bglue\(f\"([^\"]+)\"", code)]
+    missing = sorted(u for u in used if u not in names and not any(p.match(u) for p in patterns))
+    assert not missing, f"{nb_path.name}: the prose pastes {missing}, which no code cell glues"
