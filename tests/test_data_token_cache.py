@@ -202,3 +202,20 @@ def test_figures_draw():
         h.log(s, "train", 1.0 / s, 1e-3, mse=0.1 / s, tau=1.0 / s, beta=s, perplexity=2.0)
     fig = plot_dvae_training(h, vq_history=h)
     assert len(fig.axes) == 4  # three panels and the twin axis for beta
+
+
+def test_lose_session_after_interrupts_and_the_cache_resumes(tmp_path):
+    from t2i_lib.data.token_cache import SessionLost, cache_tokens, lose_session_after, read_progress
+
+    images = torch.rand(10, 3, 4, 4)
+    encode = lambda x: (x[:, 0] * 7).long()  # noqa: E731  (B, 4, 4) tokens in [0, 8)
+    lossy = lose_session_after(encode, 2)
+    path = tmp_path / "t.npy"
+    assert read_progress(path) is None
+    with pytest.raises(SessionLost):
+        cache_tokens(lossy, images, path, num_codes=8, batch_size=2, progress=False)
+    assert lossy.calls == 3 and read_progress(path)["rows_done"] == 4
+    done = cache_tokens(encode, images, path, num_codes=8, batch_size=2, progress=False)
+    assert np.array_equal(done.tokens, encode(images).numpy())
+    with pytest.raises(ValueError, match=">= 0"):
+        lose_session_after(encode, -1)

@@ -241,3 +241,16 @@ def test_autocast_does_not_change_the_chosen_codes():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = vq(z)
     assert torch.equal(out.indices, ref)
+
+
+def test_quantizer_flavours_are_valid_switches():
+    from t2i_lib.models.quantize import QUANTIZER_FLAVOURS, quantizer_flavour
+
+    for name in QUANTIZER_FLAVOURS:
+        VectorQuantizer(QuantizerConfig(num_codes=8, dim=4, **quantizer_flavour(name)))
+    assert quantizer_flavour("fixed") == dict(kmeans_init=True, dead_code_threshold=2.0)
+    assert quantizer_flavour("fixed", dead_code_threshold=1.0)["dead_code_threshold"] == 1.0
+    quantizer_flavour("fixed")["kmeans_init"] = False  # a copy: the table is not changed
+    assert QUANTIZER_FLAVOURS["fixed"]["kmeans_init"] is True
+    with pytest.raises(ValueError, match="plain"):
+        quantizer_flavour("nope")

@@ -19,7 +19,7 @@ put where. Files live under ``root`` (default ``cache_dir("data")``: ``$T2I_CACH
 
 Modules:
 
-- ``batches``: ``images_of`` and ``stack_dataset``, batches and datasets as tensors (Chapter 1)
+- ``batches``: ``images_of``, ``stack_dataset`` (Chapter 1), ``stack_items``, ``batched``, ``RGBDataset`` (Chapter 4): batches and datasets as tensors
 - ``checks``: ``check_images`` and ``check_tokens``, the one validation of images and tokens (Chapter 1; tokens: Chapter 4)
 - ``sources``: where each downloadable dataset comes from, its files, sizes and SHA-256 pins (Chapter 1)
 - ``digits``: scikit-learn's Digits, the offline MNIST stand-in (Chapter 1)
@@ -27,7 +27,7 @@ Modules:
 - ``cifar``: CIFAR-10 from its pickled batches (Chapter 2)
 - ``coco``: COCO Captions 2017, images and captions through pycocotools (Chapter 5)
 - ``shapes/``: the Shapes world, its renderer, captions, scorer and dataset (Chapter 4)
-- ``token_cache``: a dataset's image tokens, encoded once into a resumable memory-mapped file (Chapter 5)
+- ``token_cache``: a dataset's image tokens, encoded once into a resumable memory-mapped file, and a simulated disconnect (Chapter 5)
 
 Defined in Chapter 1 (each dataset's own module names the chapter that introduces it).
 """
@@ -37,10 +37,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from t2i_lib.data.batches import images_of, stack_dataset
+from t2i_lib.data.batches import RGBDataset, batched, images_of, stack_dataset, stack_items
 from t2i_lib.data.sources import SOURCES, DatasetNotFoundError
 
-__all__ = ["get_dataset", "images_of", "stack_dataset", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "SOURCES"]
+__all__ = ["get_dataset", "images_of", "stack_dataset", "stack_items", "batched", "RGBDataset", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "SOURCES"]
 
 
 

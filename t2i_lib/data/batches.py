@@ -2,6 +2,9 @@
 
 - ``images_of``: the image tensor of any batch the datasets here yield (a tensor, a tuple, a dict)
 - ``stack_dataset``: a whole (image, label) dataset as two tensors
+- ``stack_items``: the first N items' images (or another field) of any dataset as one tensor (Chapter 4)
+- ``batched``: a function applied to a large tensor in slices, without gradients, gathered on the CPU (Chapter 4)
+- ``RGBDataset``: a grey (1-channel) dataset seen as 3 channels, for ImageNet trunks (Chapter 4)
 
 Defined in Chapter 1.
 """
@@ -41,3 +44,65 @@ def images_of(batch):
         return batch[0]
     raise TypeError(f"cannot find images in a batch of type {type(batch).__name__}; yield tensors (B, C, H, W), "
                     f"(images, labels) tuples or dicts with an 'image' key")
+
+
+def stack_items(dataset, n: int | None = None, key: str = "image", *, start: int = 0) -> torch.Tensor:
+    """The ``key`` field of items ``start .. start + n - 1`` of a dataset, stacked into one tensor (n, ...).
+
+    Works on every dataset here: a dict item gives ``item[key]``, an ``(image, label)`` tuple its first
+    entry, a bare tensor itself. ``n=None`` (or an ``n`` past the end) takes every item up to the end.
+
+    Defined in Chapter 4.
+    """
+    stop = len(dataset) if n is None else min(len(dataset), start + n)
+    if stop <= start:
+        raise ValueError(f"stack_items: no items in [{start}, {stop}) of a dataset of {len(dataset)}")
+
+    def field(item):
+        if isinstance(item, dict):
+            if key not in item:
+                raise KeyError(f"stack_items: the items have no {key!r}; keys: {sorted(item)}")
+            return torch.as_tensor(item[key])
+        return images_of(item)
+
+    return torch.stack([field(dataset[i]) for i in range(start, stop)])
+
+
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, batch_size: int = 500, *, device=None) -> torch.Tensor:
+    """``fn`` applied to ``x`` in slices of ``batch_size`` rows, without gradients; results concatenated on the CPU.
+
+    ``device``: where each slice is moved before the call (the model's device); floating-point results
+    are returned as float32 (an fp16 autocast output included), integer ones (tokens) as they are.
+
+    Defined in Chapter 4.
+    """
+    if len(x) == 0:
+        raise ValueError("batched: x is empty")
+    out = []
+    for i in range(0, len(x), batch_size):
+        part = x[i:i + batch_size]
+        y = fn(part if device is None else part.to(device)).cpu()
+        out.append(y.float() if y.is_floating_point() else y)
+    return torch.cat(out)
+
+
+class RGBDataset(torch.utils.data.Dataset):
+    """A dataset of grey (1, H, W) ``(image, label)`` items seen as colour ones: (3, H, W), the channel repeated.
+
+    MNIST is grey; an ImageNet trunk (the report's ResNet VQ-VAE) expects three channels.
+
+    Defined in Chapter 4.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        if x.shape[0] != 1:
+            raise ValueError(f"RGBDataset wraps grey images (1, H, W); item {i} has shape {tuple(x.shape)}")
+        return x.expand(3, -1, -1), y

@@ -298,3 +298,39 @@ def cache_tokens(tokenizer, dataset, path: str | os.PathLike, *,
     del arr
     return TokenCache(path, np.load(path, mmap_mode="r"), num_codes, rows, start, seconds,
                       rows * per_image / max(seconds, 1e-9))
+
+
+def read_progress(path: str | os.PathLike) -> dict | None:
+    """The progress record of the cache at ``path`` (rows done, shape, dtype, K, fingerprint), or None if none.
+
+    Defined in Chapter 5.
+    """
+    return _read_meta(Path(path).expanduser())
+
+
+class SessionLost(Exception):
+    """Raised by :func:`lose_session_after`'s encoder: a stand-in for a runtime that disconnects mid-job.
+
+    Defined in Chapter 5.
+    """
+
+
+def lose_session_after(encode_fn: Callable[[torch.Tensor], torch.Tensor], calls: int) -> Callable:
+    """``encode_fn``, except that every call after the first ``calls`` raises :class:`SessionLost`.
+
+    Chapter 5 hands it to :func:`cache_tokens` to interrupt a cache on purpose, then resumes with the plain
+    encoder. ``wrapped.calls`` counts the calls made (the failing ones included).
+
+    Defined in Chapter 5.
+    """
+    if calls < 0:
+        raise ValueError(f"lose_session_after: calls must be >= 0, got {calls}")
+
+    def wrapped(images):
+        wrapped.calls += 1
+        if wrapped.calls > calls:
+            raise SessionLost(f"the runtime disconnected (after {calls} encoder calls)")
+        return encode_fn(images)
+
+    wrapped.calls = 0
+    return wrapped

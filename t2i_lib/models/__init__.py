@@ -17,7 +17,7 @@ The image tokenizers (``VQVAE``, ``ResNetVQVAE``, ``DVAE``, ``OpenAIDVAE``) shar
 - ``ppca``: probabilistic PCA, where the ELBO and log p(x) are exact (Chapter 2)
 - ``vae``: the report's convolutional VAE, its ResNet-50 VAE, a spatial VAE, collapse diagnostics (Chapter 2)
 - ``vae_sf``: the same VAE trained with the score-function estimator instead of the pathwise one (Chapter 3)
-- ``quantize``: the vector quantiser with its codebook fixes as switches (Chapter 4)
+- ``quantize``: the vector quantiser with its codebook fixes as switches, and named flavours of them (Chapter 4)
 - ``vqvae``: the residual VQ-VAE (DeepMind's Sonnet configuration) and the report's ResNet-101 VQ-VAE (Chapter 4)
 - ``pixelcnn``: a gated PixelCNN, the learned prior over code maps (Chapter 4)
 - ``dvae``: a Gumbel-softmax discrete VAE with DALL-E's temperature and KL schedules (Chapter 5)
@@ -31,14 +31,14 @@ from t2i_lib.models.dvae import DVAE, DVAEConfig
 from t2i_lib.models.openai_dvae import OpenAIDVAE, OpenAIDVAEConfig
 from t2i_lib.models.pixelcnn import GatedPixelCNN, PixelCNNConfig
 from t2i_lib.models.ppca import PPCA, gaussian_kl
-from t2i_lib.models.quantize import QuantizerConfig, VectorQuantizer
+from t2i_lib.models.quantize import QUANTIZER_FLAVOURS, QuantizerConfig, VectorQuantizer, quantizer_flavour
 from t2i_lib.models.tokenizer import ImageTokenizer
 from t2i_lib.models.vae import (ConvVAE, ResNetVAE, ResNetVAEConfig, SpatialVAE, SpatialVAEConfig, VAEConfig,
                                 active_units)
 from t2i_lib.models.vqvae import VQVAE, ResNetVQVAE, ResNetVQVAEConfig, VQVAEConfig
 
 __all__ = ["ImageTokenizer", "DVAE", "DVAEConfig", "OpenAIDVAE", "OpenAIDVAEConfig", "GatedPixelCNN", "PixelCNNConfig", "VQVAE", "ResNetVQVAE", "ResNetVQVAEConfig", "VQVAEConfig",
-           "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "ConvVAE", "ResNetVAE",
+           "PPCA", "gaussian_kl", "QuantizerConfig", "VectorQuantizer", "QUANTIZER_FLAVOURS", "quantizer_flavour", "ConvVAE", "ResNetVAE",
            "ResNetVAEConfig", "SpatialVAE", "SpatialVAEConfig", "VAEConfig", "active_units",
            "AEConfig", "ConvAutoencoder", "LinearAutoencoder", "PCAResult", "encode_latents", "pca",
            "pca_subspace_angles", "stack_dataset"]

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from t2i_lib.models.checks import check_token_values
 from t2i_lib.models.config import resolve_config
 
-__all__ = ["QuantizerConfig", "VectorQuantizer", "QuantizerOutput", "codebook_stats", "kmeans"]
+__all__ = ["QuantizerConfig", "VectorQuantizer", "QuantizerOutput", "codebook_stats", "kmeans",
+           "QUANTIZER_FLAVOURS", "quantizer_flavour"]
 
 
 @dataclass
@@ -349,3 +350,27 @@ class VectorQuantizer(nn.Module):
         return (f"num_codes={c.num_codes}, dim={c.dim}, code_dim={c.code_dim}, ema={c.ema}, "
                 f"kmeans_init={c.kmeans_init}, dead_code_threshold={c.dead_code_threshold}, "
                 f"l2_normalize={c.l2_normalize}")
+
+
+# Named sets of switches, in the style of karpathy/deep-vector-quantization's flavour table: a chapter asks
+# for a flavour by name instead of repeating its switches. Each maps to keyword arguments of QuantizerConfig
+# (and so of VQVAEConfig / ResNetVQVAEConfig, which carry the same switches).
+QUANTIZER_FLAVOURS: dict[str, dict] = {
+    "plain": {},                                                 # the VQ-VAE paper's codebook loss, random init
+    "fixed": dict(kmeans_init=True, dead_code_threshold=2.0),   # Chapter 4's collapse fixes (Lancucki et al.)
+    "ema": dict(ema=True),                                       # the EMA codebook (Sonnet, VQ-VAE-2)
+    "vitvqgan": dict(l2_normalize=True, code_dim=8),            # ViT-VQGAN's cosine, factorised codes
+}
+
+
+def quantizer_flavour(name: str, **overrides) -> dict:
+    """The switches of a named quantizer flavour (:data:`QUANTIZER_FLAVOURS`) as a new dict, with overrides.
+
+    ``VQVAEConfig.small(**quantizer_flavour("fixed"))`` is the small VQ-VAE with k-means initialisation and
+    dead-code restarts. An unknown name raises ``ValueError`` listing the flavours.
+
+    Defined in Chapter 4.
+    """
+    if name not in QUANTIZER_FLAVOURS:
+        raise ValueError(f"unknown quantizer flavour {name!r}; flavours: {', '.join(QUANTIZER_FLAVOURS)}")
+    return {**QUANTIZER_FLAVOURS[name], **overrides}
