@@ -18,6 +18,8 @@ import pytest
 
 from fake_data import write_cifar10, write_coco, write_mnist
 
+pytestmark = pytest.mark.rehearsal
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
