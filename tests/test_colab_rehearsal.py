@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from fake_data import write_cifar10, write_coco, write_mnist
 
+pytestmark = pytest.mark.rehearsal
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
