@@ -147,24 +147,20 @@ def test_widget_fallback_slider_changes_the_image(browser, server, doc):
 
 
 @pytest.mark.parametrize("doc", chapter_docs())
-def test_every_bar_a_chapter_prints_is_met(doc):
-    """A chapter states its quality bars by printing lines that start with ``bar:`` and end in ``met`` or
-    ``NOT met``. The book is built from what the chapters print, so a bar missed in the build would be
-    published as missed: fail instead. (Reads the executed copy the book build keeps.)"""
+def test_chapter_output_speaks_to_the_reader(doc):
+    """A chapter's claims are asserts (a missed one fails the build, so it is never published); what it prints
+    is for the reader: no "bar: ... met" lines, no claim printed as missed. (Reads the executed copy the book
+    was rendered from.)"""
     import json
 
-    executed = ROOT / "_build" / "jupyter_execute" / f"{doc}.ipynb"
-    if not executed.exists():
-        pytest.fail(f"no executed copy of {doc} in _build/jupyter_execute: run `make book` first")
-    source = (ROOT / f"{doc}.ipynb").read_text()
+    executed = next((d / f"{doc}.ipynb" for d in (ROOT / "_build" / "executed", ROOT / "_build" / "jupyter_execute")
+                     if (d / f"{doc}.ipynb").exists()), None)
+    if executed is None:
+        pytest.fail(f"no executed copy of {doc} in _build/executed or _build/jupyter_execute: run `make test` "
+                    f"or `make book` first")
     text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
                    for c in json.loads(executed.read_text())["cells"] if c["cell_type"] == "code"
                    for o in c.get("outputs", []) if o.get("output_type") == "stream")
-    bars = [line.strip() for line in text.splitlines() if line.strip().startswith("bar:")]
-    if '"bar: ' not in source:  # the notebook prints no bar (in its JSON, print(f"bar: ...") shows as \"bar: )
-        assert not bars
-        return
-    assert bars, f"{doc} prints its bars but the executed copy has none"
-    missed = [b for b in bars if b.endswith("NOT met")]
-    assert not missed, f"{doc}: bars not met in the build: {missed}"
-    assert all(b.endswith("met") for b in bars), bars
+    lines = [line.strip() for line in text.splitlines()]
+    assert not [x for x in lines if x.startswith("bar:")], f"{doc} prints internal 'bar:' lines"
+    assert not [x for x in lines if "LESS than" in x or x.endswith("NOT met")], f"{doc} prints a missed claim"

@@ -31,7 +31,7 @@ COLAB_ONLY = {
     "02_vae_elbo": ["CIFAR-10 test set"],
     "03_reparameterization": ["score function, K=1: test ELBO"],
     "04_vqvae": ["Sonnet example on CIFAR-10", "mnist: test MSE", "cifar10: test MSE", "coco: test MSE",
-                 "(Inception features)", "bar: >= 70% of prior samples are valid"],
+                 "(Inception features)", "70% of the time: "],
     "05_image_tokens": ["OpenAI's released weights", "PSNR of the reconstructions from 32x32 tokens",
                         "TokenCache"],
 }

@@ -143,7 +143,7 @@ def test_each_package_index_lists_its_modules(package):
 
 
 # Test files that check the project rather than one module.
-PROJECT_TESTS = {"test_project", "test_layout", "test_colab_rehearsal", "test_book_browser"}
+PROJECT_TESTS = {"test_project", "test_layout", "test_colab_rehearsal", "test_book_browser", "test_nbval_keep"}
 
 
 def test_each_test_file_is_named_after_what_it_tests():
