@@ -2,6 +2,8 @@
 
 - ``ResidualStack``, ``residual_encoder``, ``residual_decoder``: the Sonnet-style residual conv trunk of the
   VQ-VAE (Chapter 4) and the dVAE (Chapter 5): same layers, same parameter names, same initialisation
+- ``IMAGENET_MEAN``, ``IMAGENET_STD``: the input statistics of the ImageNet trunks of the report's ResNet-50
+  VAE (Chapter 2) and ResNet-101 VQ-VAE (Chapter 4)
 - ``psnr``: peak signal-to-noise ratio, which the VQ-VAE and the dVAE report while they train (Chapter 4);
   :mod:`t2i_lib.metrics` re-exports it
 
@@ -13,6 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# The channel statistics ImageNet-pretrained trunks expect (the report's ResNet-50 VAE and ResNet-101 VQ-VAE).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ResidualStack(nn.Module):

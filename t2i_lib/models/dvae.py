@@ -43,12 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2i_lib.data.batches import images_of
-from t2i_lib.models.blocks import residual_decoder, residual_encoder
-from t2i_lib.models.checks import check_images, check_residual_geometry, check_tokens
-from t2i_lib.models.blocks import psnr
+from t2i_lib.models.blocks import psnr, residual_decoder, residual_encoder
+from t2i_lib.models.checks import check_residual_geometry, check_tokens
 from t2i_lib.models.config import resolve_config
 from t2i_lib.models.quantize import codebook_stats
-from t2i_lib.models.tokenizer import module_device, token_grid
+from t2i_lib.models.tokenizer import ConfigTokenizer, module_device
 
 __all__ = ["DVAEConfig", "DVAE", "gumbel_softmax", "kl_to_uniform", "Anneal", "dvae_schedules"]
 
@@ -213,7 +212,7 @@ class DVAEConfig:
         return cls(**{**base, **overrides})
 
 
-class DVAE(nn.Module):
+class DVAE(ConfigTokenizer, nn.Module):
     """DALL-E's discrete VAE in miniature, with the Chapter 4 VQ-VAE's encoder and decoder layout.
 
     encoder: [conv 4x4 stride 2 + ReLU] x num_downsamples -> conv 3x3 -> residual stack
@@ -252,26 +251,6 @@ class DVAE(nn.Module):
 
     # ------------------------------------------------------------------ the tokenizer interface
 
-    @property
-    def num_codes(self) -> int:
-        """K, the vocabulary of image tokens."""
-        return self.cfg.num_codes
-
-    @property
-    def embedding_dim(self) -> int:
-        """D, the width of a code's embedding (what the decoder sees)."""
-        return self.cfg.embedding_dim
-
-    @property
-    def image_size(self) -> int:
-        """The side S of the images this model encodes (its config's image_size)."""
-        return self.cfg.image_size
-
-    def grid_size(self, image_size=None) -> tuple[int, int]:
-        """(h, w) of the token grid of an ``image_size`` image (default, and the only size it encodes: the
-        config's ``image_size``): ``image_size // downsample_factor`` on each side."""
-        return token_grid(image_size, self.downsample_factor, self.cfg.image_size, type(self).__name__)
-
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, S, S) in [0, 1] -> tokens (B, h, w), int64: the argmax code of every cell (no noise,
@@ -286,9 +265,6 @@ class DVAE(nn.Module):
         return self.decode_raw(e).clamp(0, 1)
 
     # ------------------------------------------------------------------ the pieces
-
-    def _check_images(self, x: torch.Tensor, who: str | None = None) -> None:
-        check_images(x, self.cfg.in_channels, self.cfg.image_size, who or type(self).__name__)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, S, S) in [0, 1] -> logits of q(z | x), (B, K, h, w)."""

@@ -31,7 +31,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["ImageTokenizer", "num_codes_of", "tokenizer_image_size", "token_grid", "evaluating", "module_device"]
+from t2i_lib.models.checks import check_images
+
+__all__ = ["ImageTokenizer", "ConfigTokenizer", "num_codes_of", "tokenizer_image_size", "token_grid", "evaluating", "module_device"]
 
 
 @runtime_checkable
@@ -132,3 +134,39 @@ def evaluating(module: nn.Module):
         yield module
     finally:
         module.train(was)
+
+
+class ConfigTokenizer:
+    """The members of the tokenizer interface that follow from a config, for models built for one image size.
+
+    A subclass (an ``nn.Module``) has ``cfg`` with ``num_codes``, ``embedding_dim``, ``image_size`` and
+    ``in_channels``, and sets ``downsample_factor``; it defines ``encode`` and ``decode`` itself. The
+    VQ-VAEs (Chapter 4) and the dVAE (Chapter 5) use it; OpenAI's dVAE, which takes any multiple of 8, does not.
+
+    Defined in Chapter 4.
+    """
+
+    downsample_factor: int  # image side / token-grid side
+
+    @property
+    def num_codes(self) -> int:
+        """K, the vocabulary of image tokens."""
+        return self.cfg.num_codes
+
+    @property
+    def embedding_dim(self) -> int:
+        """D, the width of a code's embedding (what the decoder sees)."""
+        return self.cfg.embedding_dim
+
+    @property
+    def image_size(self) -> int:
+        """The side S of the images this model encodes (its config's image_size)."""
+        return self.cfg.image_size
+
+    def grid_size(self, image_size=None) -> tuple[int, int]:
+        """(h, w) of the token grid of an ``image_size`` image (default, and the only size it encodes: the
+        config's ``image_size``): ``image_size // downsample_factor`` on each side."""
+        return token_grid(image_size, self.downsample_factor, self.cfg.image_size, type(self).__name__)
+
+    def _check_images(self, x: torch.Tensor, who: str | None = None) -> None:
+        check_images(x, self.cfg.in_channels, self.cfg.image_size, who or type(self).__name__)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2i_lib.data.batches import images_of
+from t2i_lib.models.blocks import IMAGENET_MEAN, IMAGENET_STD
 from t2i_lib.models.checks import check_conv_geometry
 from t2i_lib.models.config import resolve_config
 
@@ -256,8 +257,6 @@ class ConvVAE(VAEBase):
 # The report's CIFAR-10 VAE with a ResNet-50 encoder
 # ----------------------------------------------------------------------------------------------
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

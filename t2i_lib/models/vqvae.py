@@ -38,12 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2i_lib.data.batches import images_of
-from t2i_lib.models.blocks import residual_decoder, residual_encoder
-from t2i_lib.models.checks import check_images, check_residual_geometry, check_tokens
-from t2i_lib.models.blocks import psnr
+from t2i_lib.models.blocks import IMAGENET_MEAN, IMAGENET_STD, psnr, residual_decoder, residual_encoder
+from t2i_lib.models.checks import check_residual_geometry, check_tokens
 from t2i_lib.models.config import resolve_config
 from t2i_lib.models.quantize import QuantizerConfig, QuantizerOutput, VectorQuantizer
-from t2i_lib.models.tokenizer import evaluating, module_device, token_grid
+from t2i_lib.models.tokenizer import ConfigTokenizer, evaluating, module_device
 
 
 def _quantizer_config(cfg) -> QuantizerConfig:
@@ -51,7 +50,7 @@ def _quantizer_config(cfg) -> QuantizerConfig:
                            **{f.name: getattr(cfg, f.name) for f in fields(_QuantizerSwitches)})
 
 
-class _VQBase(nn.Module):
+class _VQBase(ConfigTokenizer, nn.Module):
     """What both VQ-VAEs share, the image-tokenizer interface included. Subclasses set ``cfg``,
     ``quantizer`` and ``downsample_factor`` and define ``encode_continuous`` and ``decode_raw`` (images
     before clamping to [0, 1])."""
@@ -60,30 +59,7 @@ class _VQBase(nn.Module):
     quantizer: VectorQuantizer
     downsample_factor: int  # image side / token-grid side
 
-    def _check_images(self, x: torch.Tensor, who: str | None = None) -> None:
-        check_images(x, self.cfg.in_channels, self.cfg.image_size, who or type(self).__name__)
-
     # ------------------------------------------------------------------ the tokenizer interface
-
-    @property
-    def num_codes(self) -> int:
-        """K, the number of codes (the image-token vocabulary)."""
-        return self.cfg.num_codes
-
-    @property
-    def embedding_dim(self) -> int:
-        """D, the width of a code vector (what the decoder sees)."""
-        return self.cfg.embedding_dim
-
-    @property
-    def image_size(self) -> int:
-        """The side S of the images this model encodes (its config's image_size)."""
-        return self.cfg.image_size
-
-    def grid_size(self, image_size=None) -> tuple[int, int]:
-        """(h, w) of the token grid of an ``image_size`` image (default, and the only size it encodes: the
-        config's ``image_size``): ``image_size // downsample_factor`` on each side."""
-        return token_grid(image_size, self.downsample_factor, self.cfg.image_size, type(self).__name__)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,11 +199,6 @@ class VQVAE(_VQBase):
         """(B, D, h, w) -> (B, C, S, S) images, not clamped (the decoder predicts x - 0.5)."""
         return self.decoder(q) + 0.5
 
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-
-
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 _TRUNK_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}

@@ -1,7 +1,7 @@
 """Figures and interactive demos.
 
-- ``plots``: matplotlib figures, one module a topic
-- ``widgets``: ipywidgets demos, each with a static fallback for the rendered book
+- ``plots``: matplotlib figures, one module a topic (Chapters 1-5)
+- ``widgets``: ipywidgets demos, each with a static fallback for the rendered book (Chapters 1, 3, 4)
 - ``glue``: the run's numbers pasted into the chapter's prose (myst-nb glue) (Chapter 4)
 
 The top layer of the library: nothing else in ``t2i_lib`` imports it.
