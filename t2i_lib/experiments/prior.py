@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from t2i_lib.data.batches import images_of
+from t2i_lib.data.batches import batched, images_of
 from t2i_lib.data.shapes.captions import describe
 from t2i_lib.models.tokenizer import tokenizer_image_size
 
@@ -52,12 +52,12 @@ def encode_images(tokenizer, images, *, batch_size: int = 256) -> torch.Tensor:
     Defined in Chapter 4.
     """
     if isinstance(images, torch.Tensor):
-        batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
-    elif isinstance(images, Dataset) or hasattr(images, "__getitem__"):
-        batches = (images_of(b) for b in DataLoader(images, batch_size=batch_size, shuffle=False))
-    else:
+        if len(images) == 0:
+            raise ValueError("encode_images got no images")
+        return batched(tokenizer.encode, images, batch_size)  # (N, h, w)
+    if not (isinstance(images, Dataset) or hasattr(images, "__getitem__")):
         raise TypeError(f"encode_images expects a tensor (N, C, S, S) or a Dataset; got {type(images).__name__}")
-    out = [tokenizer.encode(images_of(x)).cpu() for x in batches]
+    out = [tokenizer.encode(images_of(b)).cpu() for b in DataLoader(images, batch_size=batch_size, shuffle=False)]
     if not out:
         raise ValueError("encode_images got no images")
     return torch.cat(out)  # (N, h, w)

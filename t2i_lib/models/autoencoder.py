@@ -34,6 +34,7 @@ from torch import nn
 from t2i_lib.data.batches import images_of
 from t2i_lib.models.checks import check_conv_geometry
 from t2i_lib.models.config import resolve_config
+from t2i_lib.models.tokenizer import evaluating
 
 
 RECON_LOSSES = ("bce", "mse")
@@ -324,13 +325,11 @@ def encode_latents(model: nn.Module, dataset, batch_size: int = 512, device=None
     """
     if device is None:
         device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=batch_size)
     zs, ys = [], []
-    for x, y in loader:
-        zs.append(model.encode(x.to(device)).float().cpu())
-        ys.append(torch.as_tensor(y))
-    model.train(was_training)
+    with evaluating(model):
+        for x, y in loader:
+            zs.append(model.encode(x.to(device)).float().cpu())
+            ys.append(torch.as_tensor(y))
     return torch.cat(zs), torch.cat(ys)
