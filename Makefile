@@ -6,6 +6,7 @@
 # Helpers: make serve (serve the built book on 127.0.0.1), make test-fast (library tests without the slow
 #          ones), make book-from-executed (render the book from the chapters nbval last executed),
 #          make constraints (re-pin constraints.txt from the current .venv).
+# The test suites use every core (JOBS=auto, one single-threaded process a core); JOBS=0 runs them serially.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -23,6 +24,15 @@ JB_FLAGS := --builder html -W -n --keep-going
 EXECUTED ?= _build/executed
 STAGE := _build/stage
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+# The test suites run on every core (pytest-xdist), one process a core and one thread a process: the
+# chapters' small models gain little from a second thread, and threads that share cores with other jobs
+# slow down many times over. JOBS=0 runs them in one process with torch's default threads.
+JOBS ?= auto
+XDIST = $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist $(1))
+ONE_THREAD := $(if $(filter 0,$(JOBS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
+# nbval runs a chapter's cells in order in one kernel, so a chapter stays on one worker (--dist loadfile);
+# the longest chapters go first, to even out the workers.
+CHAPTERS := book/04_vqvae.ipynb book/02_vae_elbo.ipynb $(filter-out book/04_vqvae.ipynb book/02_vae_elbo.ipynb,$(sort $(wildcard book/[0-9][0-9]_*.ipynb)))
 
 .PHONY: book book-from-executed test test-fast test-lib test-colab test-notebooks test-browser serve venv \
 	vendor chromium constraints clean
@@ -65,7 +75,7 @@ chromium:
 
 # Suites are picked by marker (pyproject.toml registers slow, rehearsal and browser).
 test-lib: $(STAMP)
-	$(QUICK) $(PYTEST) tests -m "not rehearsal and not browser"
+	$(QUICK) $(ONE_THREAD) $(PYTEST) tests -m "not rehearsal and not browser" $(call XDIST,loadfile)
 
 test-fast: $(STAMP)
 	$(QUICK) $(PYTEST) tests -m "not slow and not rehearsal and not browser"
@@ -73,12 +83,13 @@ test-fast: $(STAMP)
 # Every chapter's colab-profile code, on the CPU, offline, on small files in the real formats
 # (tests/test_colab_rehearsal.py says what is stood in for).
 test-colab: $(STAMP)
-	$(PYTEST) tests -m rehearsal -s
+	$(ONE_THREAD) $(PYTEST) tests -m rehearsal $(call XDIST,load)
 
 # nbval over every chapter, in the book's environment; tests/nbval_keep.py saves each chapter it executed
 # completely and without failure under $(EXECUTED), for book-from-executed.
 test-notebooks: $(STAMP)
-	$(BOOK_ENV) $(PYTEST) -p tests.nbval_keep --nbval-lax book --nbval-keep=$(EXECUTED) --nbval-cell-timeout=900
+	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) -p tests.nbval_keep --nbval-lax $(CHAPTERS) --nbval-keep=$(EXECUTED) \
+		--nbval-cell-timeout=900 --nbval-output-timeout=120 $(call XDIST,loadfile)
 
 test-browser: $(STAMP) chromium
 	$(PYTEST) tests -m browser

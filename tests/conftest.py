@@ -37,3 +37,21 @@ def static_page(tmp_path):
             yield open_
         finally:
             browser.close()
+
+
+# Lines a test leaves for the end of the run (``record_property("summary", line)``): the colab rehearsal's
+# time per chapter. They travel in the test reports, so they are printed under pytest-xdist as well, where
+# a worker's own output is not shown.
+_SUMMARY: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _SUMMARY.extend(value for key, value in report.user_properties if key == "summary")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SUMMARY:
+        terminalreporter.section("summary")
+        for line in sorted(_SUMMARY):
+            terminalreporter.write_line(line)

@@ -25,6 +25,10 @@ earlier run is deleted when the notebook is collected, so a notebook that fails,
 partly selected (``-k``, ``-x``) leaves no copy at all. Each copy carries, in ``metadata.t2i_executed``,
 the :func:`source_hash` of the notebook that was run; the book build refuses a copy whose hash differs from
 its source notebook's.
+
+It also adds ``--nbval-output-timeout``: nbval waits a fixed 5 s for a cell's outputs after the kernel
+has replied, which a loaded 2-core machine can exceed for a cell that sends large figures; the option sets
+that wait on every collected cell.
 """
 
 from __future__ import annotations
@@ -59,12 +63,20 @@ def pytest_addoption(parser):
         "--nbval-keep", metavar="DIR", default=None,
         help="save every notebook that nbval executes completely and without failure to DIR/<path relative to "
              "the rootdir>, with the outputs a normal (nbclient) execution gives (plugin tests/nbval_keep.py)")
+    parser.getgroup("nbval").addoption(
+        "--nbval-output-timeout", metavar="SECONDS", type=float, default=None,
+        help="seconds nbval waits for a cell's outputs once the kernel has replied (nbval's own is 5)")
 
 
 def pytest_configure(config):
     where = config.getoption("--nbval-keep", None)
     if where and not (config.getoption("--nbval", False) or config.getoption("--nbval-lax", False)):
         raise pytest.UsageError("--nbval-keep needs --nbval or --nbval-lax")
+    wait = config.getoption("--nbval-output-timeout", None)
+    if wait is not None:
+        if wait <= 0:
+            raise pytest.UsageError(f"--nbval-output-timeout must be a positive number of seconds, not {wait:g}")
+        config.pluginmanager.register(OutputWait(wait), "nbval-output-wait")
     if where:
         _start_kernels_as_nbclient_does()
         config.pluginmanager.register(Keeper(config, Path(where)), "nbval-keeper")
@@ -222,6 +234,17 @@ class _Run:
         nbformat.write(self.nb, str(tmp))
         os.replace(tmp, self.out)
         self.saved = True
+
+
+class OutputWait:
+    """Sets nbval's wait for a cell's outputs (``IPyNbCell.output_timeout``) on every collected cell."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def pytest_itemcollected(self, item):
+        if hasattr(item, "output_timeout"):
+            item.output_timeout = self.seconds
 
 
 class Keeper:

@@ -123,6 +123,39 @@ def test_partly_selected_notebook_leaves_no_copy(tmp_path):
     assert "not every cell was selected" in result.stdout
 
 
+def test_copies_are_saved_under_xdist(tmp_path):
+    """make test runs nbval on every core (pytest-xdist, a chapter per worker): each worker saves its own."""
+    pytest.importorskip("xdist")
+    (tmp_path / "book").mkdir()
+    for name in ("a", "b"):
+        nbformat.write(tiny_notebook([("code", f"x = '{name}'"), ("code", "print(x)")]), tmp_path / "book" / f"{name}.ipynb")
+    result = run_nbval(tmp_path, "book", "-n", "2", "--dist", "loadfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("a", "b"):
+        saved = nbformat.read(tmp_path / "executed" / "book" / f"{name}.ipynb", as_version=4)
+        assert saved.cells[1].outputs[0].text == f"{name}\n"
+
+
+def test_output_timeout_option_sets_nbvals_wait_on_every_cell(tmp_path):
+    nbformat.write(tiny_notebook([("code", "x = 1"), ("code", "print(x)")]), tmp_path / "wait.ipynb")
+    (tmp_path / "conftest.py").write_text(  # reports what nbval's cells will wait for
+        "import pytest\n"
+        "@pytest.hookimpl(trylast=True)\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    print('WAITS', sorted({i.output_timeout for i in items}))\n")
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+
+    def collect(*extra):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "nbval_keep", "-p", "no:cacheprovider", "-s",
+                               "--collect-only", "-q", "--rootdir", str(tmp_path), "--nbval-lax", "wait.ipynb",
+                               *extra], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    assert "WAITS [5]" in collect().stdout  # nbval's own
+    assert "WAITS [60.0]" in collect("--nbval-output-timeout=60").stdout
+    bad = collect("--nbval-output-timeout=0")
+    assert bad.returncode != 0 and "must be a positive number of seconds" in bad.stdout + bad.stderr
+
+
 # --- the staged build ------------------------------------------------------------------------------------
 
 def load_stager():
