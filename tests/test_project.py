@@ -307,3 +307,56 @@ def test_every_glued_name_is_glued_by_a_code_cell(nb_path):
                 for p in re.findall(r"\bglue\(f\"([^\"]+)\"", code)]
     missing = sorted(u for u in used if u not in names and not any(p.match(u) for p in patterns))
     assert not missing, f"{nb_path.name}: the prose pastes {missing}, which no code cell glues"
+
+
+# --- the code on the page ----------------------------------------------------------------------------------
+
+LITERALINCLUDE = re.compile(r"```\{literalinclude\}\s+(?P<path>\S+)\n(?P<options>(?::[^\n]*\n)*)```")
+
+
+def literalincludes(nb_path: Path) -> list[tuple[Path, dict[str, str]]]:
+    """Every {literalinclude} of a chapter's markdown: (the included file, its options)."""
+    nb = json.loads(nb_path.read_text())
+    found = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for m in LITERALINCLUDE.finditer("".join(cell["source"])):
+            options = dict(re.match(r":([\w-]+):\s*(.*)", line).groups()
+                           for line in m.group("options").splitlines() if line.strip())
+            found.append(((nb_path.parent / m.group("path")).resolve(), options))
+    return found
+
+
+def python_object_source(path: Path, dotted: str) -> str | None:
+    """The source of a top-level function or class, or a method (``Class.method``), as Sphinx's pyobject
+    option finds it; None when there is none of that name."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    body, node = tree.body, None
+    for part in dotted.split("."):
+        node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                     and n.name == part), None)
+        if node is None:
+            return None
+        body = node.body
+    return ast.get_source_segment(path.read_text(), node)
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_each_chapter_shows_its_core_code_from_the_library(nb_path):
+    """The page includes the code it teaches from t2i_lib itself (never a copy). A renamed or moved object,
+    or a start/end line that no longer exists, fails here (and fails the book's -W build)."""
+    includes = literalincludes(nb_path)
+    assert includes, f"{nb_path.name} shows none of its library code ({{literalinclude}} with :pyobject:)"
+    for path, options in includes:
+        assert path.is_file() and ROOT / "t2i_lib" in path.parents, f"{nb_path.name}: {path} is not in t2i_lib"
+        assert "pyobject" in options, f"{nb_path.name}: include {path.name} by :pyobject:, so a rename fails"
+        src = python_object_source(path, options["pyobject"])
+        assert src is not None, f"{nb_path.name}: {options['pyobject']} is no longer defined in {path.name}"
+        for key in ("start-at", "end-at", "start-after", "end-before"):
+            if key in options:
+                assert options[key] in src, f"{nb_path.name}: {options['pyobject']} has no line {options[key]!r}"
+        shown = len(src.splitlines())
+        assert shown <= 60, f"{nb_path.name}: {options['pyobject']} is {shown} lines: show a part (:start-at:)"
