@@ -69,6 +69,17 @@ def test_toc_entries_exist():
         assert (ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists(), f"_toc.yml names missing {f}"
 
 
+def test_the_intro_names_the_sidebars_parts():
+    """The sidebar's part captions are the parts the intro describes, word for word, with their chapters."""
+    intro = (ROOT / "book" / "intro.md").read_text()
+    for part in TOC["parts"]:
+        caption = part["caption"]
+        assert f"**{caption}**" in intro, f"book/intro.md does not describe the sidebar's part {caption!r}"
+        numbers = sorted(int(Path(c["file"]).name[:2]) for c in part["chapters"])
+        span = f"Chapters {numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else f"Chapter {numbers[0]}"
+        assert f"**{caption}**, {span}" in intro, f"book/intro.md should say that {caption!r} is {span}"
+
+
 @pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
 def test_notebook_is_clean_and_colab_ready(nb_path):
     nb = json.loads(nb_path.read_text())
