@@ -371,3 +371,24 @@ def test_each_chapter_shows_its_core_code_from_the_library(nb_path):
                 assert options[key] in src, f"{nb_path.name}: {options['pyobject']} has no line {options[key]!r}"
         shown = len(src.splitlines())
         assert shown <= 60, f"{nb_path.name}: {options['pyobject']} is {shown} lines: show a part (:start-at:)"
+
+
+def test_run_times_have_one_source():
+    """Each chapter's banner, book/intro.md's chapter map and README.md's table show t2i_lib.recipes.RUN_MINUTES."""
+    from t2i_lib.recipes import RUN_MINUTES
+
+    intro = (ROOT / "book" / "intro.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert set(RUN_MINUTES) == {f"ch{p.name[:2]}" for p in chapter_notebooks()}
+    for nb_path in chapter_notebooks():
+        key = f"ch{nb_path.name[:2]}"
+        quick, colab = RUN_MINUTES[key]["quick"], RUN_MINUTES[key]["colab"]
+        setup_cell = next("".join(c["source"]) for c in json.loads(nb_path.read_text())["cells"]
+                          if "setup(" in "".join(c["source"]))
+        assert f'expected_minutes=run_minutes("{key}")' in setup_cell, f"{nb_path.name}: banner times not from RUN_MINUTES"
+        for where, text, link in (("book/intro.md", intro, f"({nb_path.name})"),
+                                  ("README.md", readme, f"(book/{nb_path.name})")):
+            row = next((line for line in text.splitlines() if line.startswith("| ") and link in line), None)
+            assert row is not None, f"{where} has no table row for {nb_path.name}"
+            assert f"| about {quick} min | about {colab} min |" in row, \
+                f"{where}: {nb_path.name}'s row should give 'about {quick} min' and 'about {colab} min' (RUN_MINUTES)"

@@ -49,3 +49,14 @@ def test_the_cap_sees_every_recipe_and_overrides(monkeypatch):
     assert len(seen) == sum(len(runs) for runs in RECIPES.values())
     monkeypatch.setattr(recipes, "CAP", None)
     assert recipe("ch01", "conv_ae", "colab").steps == RECIPES["ch01"]["conv_ae"]["colab"].steps
+
+
+def test_run_minutes_is_a_copy_and_names_the_chapters_on_a_typo():
+    from t2i_lib.recipes import RUN_MINUTES, run_minutes
+
+    got = run_minutes("ch01")
+    assert got == RUN_MINUTES["ch01"] and set(got) == {"quick", "colab"}
+    got["quick"] = 99
+    assert RUN_MINUTES["ch01"]["quick"] != 99
+    with pytest.raises(KeyError, match="chapters: ch01, ch02"):
+        run_minutes("ch1")
