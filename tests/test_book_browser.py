@@ -2,7 +2,8 @@
 
 Run after `make book` (``make test`` does both). Serves ``_build/html`` on 127.0.0.1 and, on every page
 of the table of contents: no broken images, math typeset by the vendored MathJax, no request leaves
-127.0.0.1 (everything is served from the build), no console errors. Chapter pages: the Colab button
+127.0.0.1 (everything is served from the build), no console errors, and nothing wider than its container
+at a 1,300 px window (code, outputs, tables, equations, images). Chapter pages: the Colab button
 points at the chapter's notebook in the repository that _config.yml names, and the widget fallback's
 slider changes the picture with no kernel behind it.
 """
@@ -164,3 +165,47 @@ def test_chapter_output_speaks_to_the_reader(doc):
     lines = [line.strip() for line in text.splitlines()]
     assert not [x for x in lines if x.startswith("bar:")], f"{doc} prints internal 'bar:' lines"
     assert not [x for x in lines if "LESS than" in x or x.endswith("NOT met")], f"{doc} prints a missed claim"
+
+# What overflows its container on a page: code blocks and outputs that would scroll sideways, tables wider
+# than their box, display equations wider than theirs, images wider than their cell.
+OVERFLOW_JS = """() => {
+  const found = [];
+  const text = el => el.textContent.trim().slice(0, 60).replace(/\\s+/g, ' ');
+  document.querySelectorAll('article pre').forEach(el => {
+    const over = el.scrollWidth - el.clientWidth;
+    if (over > 1) found.push(`code/output block ${over}px too wide: ${text(el)}`);
+  });
+  document.querySelectorAll('article table').forEach(el => {
+    const over = el.getBoundingClientRect().width - el.parentElement.clientWidth;
+    if (over > 1) found.push(`table ${Math.round(over)}px too wide: ${text(el)}`);
+  });
+  document.querySelectorAll('article mjx-container[display="true"]').forEach(el => {
+    const inner = el.firstElementChild ? el.firstElementChild.getBoundingClientRect().width : 0;
+    const over = Math.max(inner - el.clientWidth, el.scrollWidth - el.clientWidth);
+    if (over > 1) found.push(`equation ${Math.round(over)}px too wide: ${el.getAttribute('aria-label') || text(el)}`);
+  });
+  document.querySelectorAll('article img').forEach(el => {
+    const box = el.parentElement.closest('div, figure');
+    const over = el.getBoundingClientRect().width - (box ? box.clientWidth : 0);
+    if (over > 1) found.push(`image ${Math.round(over)}px too wide: ${el.currentSrc.split('/').pop()}`);
+  });
+  return found;
+}"""
+
+
+@pytest.mark.parametrize("doc", toc_docs())
+def test_nothing_is_clipped_at_1300_px(browser, server, doc):
+    """At a 1,300 px window no code block, output, table, equation or image is wider than its container:
+    nothing on the page hides behind a sideways scroll bar."""
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        page.goto(f"{server}/{doc}.html", wait_until="load")
+        page.wait_for_load_state("networkidle")
+        if page.locator(".math").count():
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+                                   " && document.querySelectorAll('mjx-container').length > 0", timeout=20000)
+            page.evaluate("() => MathJax.startup.promise")
+        clipped = page.evaluate(OVERFLOW_JS)
+        assert not clipped, f"{doc}: clipped at 1,300 px:\n" + "\n".join(clipped)
+    finally:
+        page.close()

@@ -392,3 +392,44 @@ def test_run_times_have_one_source():
             assert row is not None, f"{where} has no table row for {nb_path.name}"
             assert f"| about {quick} min | about {colab} min |" in row, \
                 f"{where}: {nb_path.name}'s row should give 'about {quick} min' and 'about {colab} min' (RUN_MINUTES)"
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_figures_are_numbered_captioned_and_referenced(nb_path):
+    """Every figure cell carries myst-nb figure metadata (a caption and a name, so the book numbers it), sits
+    alone in its cell (so the figure wraps the plot and nothing else), and the prose refers to it by name."""
+    nb = json.loads(nb_path.read_text())
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    figures = [c for c in nb["cells"] if c["cell_type"] == "code" and c["metadata"].get("mystnb", {}).get("figure")]
+    assert figures, f"{nb_path.name} has no captioned figure"
+    plot_calls = re.compile(r"^(?:display\()?(?:show_\w+|plot_\w+)\(|\.plot\(|plt\.show\(\)", re.M)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and plot_calls.search("".join(cell["source"])):
+            assert cell["metadata"].get("mystnb", {}).get("figure"), \
+                f"{nb_path.name}: a figure without a caption (cell {cell['id']}): give it mystnb.figure metadata"
+    names = []
+    for cell in figures:
+        fig = cell["metadata"]["mystnb"]["figure"]
+        src = "".join(cell["source"])
+        assert fig.get("caption") and fig.get("name", "").startswith(f"fig-ch{int(nb_path.name[:2])}-"), fig
+        assert "glue(" not in src and "train(" not in src, \
+            f"{nb_path.name}: {fig['name']}'s cell also glues or trains; its other outputs would join the figure"
+        assert f"{{numref}}`{fig['name']}`" in markdown, f"{nb_path.name}: the prose never refers to {fig['name']}"
+        names.append(fig["name"])
+    assert len(names) == len(set(names)), f"{nb_path.name}: figure names repeat"
+
+
+MAX_CODE_LINE = 118  # characters: what the book's column shows at a 1,300 px window (book/assets/t2i.css)
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_code_lines_fit_the_column(nb_path):
+    """Code is never clipped on the page: every line of a code cell, and of the library code the chapter
+    includes, fits the column (the browser test measures the rendered page as well)."""
+    nb = json.loads(nb_path.read_text())
+    long = [line for c in nb["cells"] if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
+            if len(line) > MAX_CODE_LINE]
+    for path, options in literalincludes(nb_path):
+        long += [line for line in (python_object_source(path, options["pyobject"]) or "").splitlines()
+                 if len(line.strip()) > MAX_CODE_LINE]
+    assert not long, f"{nb_path.name}: lines over {MAX_CODE_LINE} characters:\n" + "\n".join(long)
