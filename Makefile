@@ -34,8 +34,8 @@ ONE_THREAD := $(if $(filter 0,$(JOBS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
 # the longest chapters go first, to even out the workers.
 CHAPTERS := book/04_vqvae.ipynb book/02_vae_elbo.ipynb $(filter-out book/04_vqvae.ipynb book/02_vae_elbo.ipynb,$(sort $(wildcard book/[0-9][0-9]_*.ipynb)))
 
-.PHONY: book book-from-executed test test-fast test-lib test-colab test-notebooks test-browser serve venv \
-	vendor chromium constraints clean
+.PHONY: book book-from-executed test test-fast test-lib test-colab test-notebooks test-chapters test-browser serve \
+	venv vendor chromium constraints clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -91,6 +91,13 @@ test-notebooks: $(STAMP)
 	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) -p tests.nbval_keep --nbval-lax $(CHAPTERS) --nbval-keep=$(EXECUTED) \
 		--nbval-cell-timeout=900 --nbval-output-timeout=120 $(call XDIST,loadfile)
 
+# The colab rehearsal and nbval in one session, so that the workers share both: what test-colab and
+# test-notebooks run. --dist loadfile keeps a chapter's cells on one worker; the rehearsal (one file) goes
+# first, beside the longest chapters.
+test-chapters: $(STAMP)
+	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) -p tests.nbval_keep --nbval-lax tests/test_colab_rehearsal.py $(CHAPTERS) \
+		--nbval-keep=$(EXECUTED) --nbval-cell-timeout=900 --nbval-output-timeout=120 $(call XDIST,loadfile)
+
 test-browser: $(STAMP) chromium
 	$(PYTEST) tests -m browser
 
@@ -99,8 +106,7 @@ test: $(STAMP) vendor chromium
 	@start=$$(date +%s); times=""; \
 	phase() { local t=$$(date +%s); $(MAKE) --no-print-directory $$1; times="$$times $$1 $$(( $$(date +%s) - t )) s,"; }; \
 	phase test-lib; \
-	phase test-colab; \
-	phase test-notebooks; \
+	phase test-chapters; \
 	phase book-from-executed; \
 	phase test-browser; \
 	echo "make test passed in $$(( $$(date +%s) - start )) s (after setup):$${times%,}."

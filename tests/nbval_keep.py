@@ -26,7 +26,8 @@ partly selected (``-k``, ``-x``) leaves no copy at all. Each copy carries, in ``
 the :func:`source_hash` of the notebook that was run; the book build refuses a copy whose hash differs from
 its source notebook's.
 
-It also adds ``--nbval-output-timeout``: nbval waits a fixed 5 s for a cell's outputs after the kernel
+Under pytest-xdist, run it with ``--dist loadfile``: a notebook's cells share one kernel and must stay on
+one worker, and each worker saves the copies of the notebooks it ran. It also adds ``--nbval-output-timeout``: nbval waits a fixed 5 s for a cell's outputs after the kernel
 has replied, which a loaded 2-core machine can exceed for a cell that sends large figures; the option sets
 that wait on every collected cell.
 """

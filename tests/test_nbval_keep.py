@@ -129,8 +129,11 @@ def test_copies_are_saved_under_xdist(tmp_path):
     (tmp_path / "book").mkdir()
     for name in ("a", "b"):
         nbformat.write(tiny_notebook([("code", f"x = '{name}'"), ("code", "print(x)")]), tmp_path / "book" / f"{name}.ipynb")
-    result = run_nbval(tmp_path, "book", "-n", "2", "--dist", "loadfile")
+    (tmp_path / "test_other.py").write_text("def test_beside_the_notebooks():\n    assert True\n")
+    # --dist loadfile, as make test runs it: a notebook's cells stay on one worker, in order, beside other tests.
+    result = run_nbval(tmp_path, "test_other.py", "book", "-n", "2", "--dist", "loadfile")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout, result.stdout  # 2 cells a notebook, and the plain test
     for name in ("a", "b"):
         saved = nbformat.read(tmp_path / "executed" / "book" / f"{name}.ipynb", as_version=4)
         assert saved.cells[1].outputs[0].text == f"{name}\n"
