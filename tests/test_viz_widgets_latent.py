@@ -150,12 +150,24 @@ def test_no_kernel_here_means_static(monkeypatch):
 def test_latent_manifold_puts_large_z2_on_top():
     z, _ = codes()
     n = 4
-    fig = plots.plot_latent_manifold(decode_fn, x_range=(-1, 1), y_range=(-2, 2), n=n)
+    fig = plots.plot_latent_manifold(decode_fn, x_range=(-1, 1), y_range=(-2, 2), n=n, gap=0)
     img = fig.axes[0].images[0].get_array()  # (n*H, n*W)
     top_left = decode_fn(torch.tensor([[-1.0, 2.0]]))[0, 0].numpy()
     bottom_right = decode_fn(torch.tensor([[1.0, -2.0]]))[0, 0].numpy()
     np.testing.assert_allclose(img[:H, :W], top_left, atol=1e-6)
     np.testing.assert_allclose(img[-H:, -W:], bottom_right, atol=1e-6)
+
+
+def test_latent_manifold_separates_the_tiles_with_grey_gaps():
+    n, gap = 3, 2
+    fig = plots.plot_latent_manifold(decode_fn, x_range=(-1, 1), y_range=(-2, 2), n=n)  # the default gap
+    img = np.asarray(fig.axes[0].images[0].get_array())
+    assert img.shape == (n * (H + gap) + gap, n * (W + gap) + gap)
+    top_left = decode_fn(torch.tensor([[-1.0, 2.0]]))[0, 0].numpy()
+    np.testing.assert_allclose(img[gap:gap + H, gap:gap + W], top_left, atol=1e-6)
+    assert np.all(img[:gap] == 0.5) and np.all(img[:, gap + W:2 * gap + W] == 0.5)  # the border and a gap
+    with pytest.raises(ValueError, match="gap must be"):
+        plots.plot_latent_manifold(decode_fn, x_range=(-1, 1), y_range=(-2, 2), n=n, gap=-1)
 
 
 def test_image_grid_and_figures():

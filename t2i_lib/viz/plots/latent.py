@@ -115,11 +115,13 @@ def latent_grid_points(x_range, y_range, n: int = 15) -> np.ndarray:
 
 
 def plot_latent_manifold(decode_fn, latents=None, x_range=None, y_range=None, n: int = 15,
-                         quantile: float = 0.01, title: str | None = None, scale: float = 0.45, device=None):
+                         quantile: float = 0.01, title: str | None = None, scale: float = 0.55, device=None,
+                         gap: int = 2):
     """Decode an n x n grid of points of a 2-D latent space and tile the images where they decode.
 
     The range comes from ``latents`` (the codes of real data, via :func:`latent_range`) unless given.
-    z_2 grows upwards, as in a scatter plot, so the two figures can be laid side by side.
+    z_2 grows upwards, as in a scatter plot, so the two figures can be laid side by side. Tiles are
+    separated by ``gap`` pixels of mid grey, so that neighbouring dark images do not merge into stripes.
 
     Defined in Chapter 1.
     """
@@ -130,14 +132,16 @@ def plot_latent_manifold(decode_fn, latents=None, x_range=None, y_range=None, n:
     pts = latent_grid_points(x_range, y_range, n)
     imgs = decode_numpy(decode_fn, pts, device)  # (n*n, H, W, C), row k // n has y index k // n
     imgs = imgs.reshape(n, n, *imgs.shape[1:])[::-1].reshape(n * n, *imgs.shape[1:])  # top row = largest z_2
-    grid = tile_images(imgs, n, pad=0)
+    if gap < 0:
+        raise ValueError(f"gap must be a number of pixels >= 0, got {gap}")
+    grid = tile_images(imgs, n, pad=gap, pad_value=0.5)
     fig = new_figure((scale * n + 0.8, scale * n + 0.7))
     ax = fig.add_subplot(1, 1, 1)
     extent = (x_range[0], x_range[1], y_range[0], y_range[1])
     if grid.shape[-1] == 1:
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=1, extent=extent, aspect="auto")
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=1, extent=extent, aspect="auto", interpolation="nearest")
     else:
-        ax.imshow(grid, extent=extent, aspect="auto")
+        ax.imshow(grid, extent=extent, aspect="auto", interpolation="nearest")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     if title:
