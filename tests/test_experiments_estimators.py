@@ -233,3 +233,20 @@ def test_live_explorer_redraws_when_a_slider_moves():
     ex.sliders[0].value = ex.sliders[0].max
     assert before != after_n != ex.image.value
     assert ex.sliders[0].min == -1.0 and ex.sliders[0].max == 1.0 and ex.sliders[1].min == 0.25
+
+
+def test_explorer_opens_on_the_frame_it_is_asked_for():
+    mus, sigmas, ns = (-0.5, 0.5), (0.3, 1.0, 2.0), (20, 200)
+    ex = estimator_explorer("sin", mu_values=mus, sigma_values=sigmas, n_values=ns, mode="static", dpi=30,
+                            start={"mu": 0.5, "sigma": 0.3})
+    values = [int(re.search(r'value="(\d+)"', s).group(1))
+              for s in re.findall(r'<input type="range" class="t2i-slider"[^>]*>', ex.html)]
+    assert values == [1, 0, 1]  # mu = 0.5, sigma = 0.3, and n at the middle of its list (the default)
+    assert "mu = 0.50, sigma = 0.30, n = 200" in ex.html
+    H, W, _ = ex.frame_shape
+    r, c = ex.frame_position(1, 0, 1)
+    assert f"background-position:{-c * W}px {-r * H}px" in ex.html
+    with pytest.raises(ValueError, match="is not one of the sigma values"):
+        estimator_explorer("sin", sigma_values=sigmas, mode="static", start={"sigma": 0.5})
+    with pytest.raises(ValueError, match="start takes the keys"):
+        estimator_explorer("sin", mode="static", start={"tau": 1.0})

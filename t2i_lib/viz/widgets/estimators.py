@@ -62,17 +62,17 @@ def _draw(fig, case, mu: float, sigma: float, n: int, seed: int, param: str) -> 
         m, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
         ax.axvline(exact, color="black", lw=1.5, label=f"exact {exact:.3f}")
         ax.axvline(m, color=_COLORS[name], ls="--", lw=1.5, label=f"mean {m:.3f} ± {se:.3f}")
-        ax.set_title(f"{name}: var {float(v.var(ddof=1)):.3g}", fontsize=9)
-        ax.set_xlabel(f"per-sample estimate of {label}", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, loc="upper right", frameon=False)
+        ax.set_title(f"{name}: var {float(v.var(ddof=1)):.3g}", fontsize=11)
+        ax.set_xlabel(f"per-sample estimate of {label}", fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.legend(fontsize=9, loc="upper right", frameon=False)
         ax.set_yticks([])
-    fig.suptitle(f"f(z) = {c.formula},  z ~ N({mu:.2f}, {sigma:.2f}²),  n = {n}", fontsize=9)
+    fig.suptitle(f"f(z) = {c.formula},  z ~ N({mu:.2f}, {sigma:.2f}²),  n = {n}", fontsize=11)
     fig.tight_layout()
 
 
 def render_frame(case, mu: float, sigma: float, n: int, *, seed: int = 0, param: str = "mu",
-                 size_in=(6.4, 2.3), dpi: int = 75) -> np.ndarray:
+                 size_in=(8.0, 2.8), dpi: int = 90) -> np.ndarray:
     """One frame of the explorer as a uint8 RGB array (H, W, 3). Same seed, same frame.
     Defined in Chapter 3."""
     fig = agg_figure(size_in, dpi)
@@ -123,7 +123,8 @@ _JS = """
 """
 
 
-def _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title) -> StaticEstimatorExplorer:
+def _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title,
+            init=None) -> StaticEstimatorExplorer:
     fig = agg_figure(size_in, dpi)
     rows = []
     for mu in mu_values:
@@ -138,7 +139,7 @@ def _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, 
     H, W = row[0].shape[:2]
     sprite = png_bytes(sheet)
     uid = element_id("t2i-estimators")
-    init = (len(mu_values) // 2, len(sigma_values) // 2, len(n_values) // 2)
+    init = init or (len(mu_values) // 2, len(sigma_values) // 2, len(n_values) // 2)
     r0, c0 = init[0] * len(sigma_values) + init[1], init[2]
     js = _JS % dict(id=json.dumps(uid), mus=json.dumps([float(v) for v in mu_values]),
                     sigmas=json.dumps([float(v) for v in sigma_values]), ns=json.dumps([int(v) for v in n_values]),
@@ -163,21 +164,22 @@ def _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, 
 class LiveEstimatorExplorer:
     """The ipywidgets explorer. ``sliders`` = (mu, sigma, n); ``image`` shows the current frame."""
 
-    def __init__(self, case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title):
+    def __init__(self, case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title, init=None):
         import ipywidgets as W
 
         self._case, self._seed, self._param = case, seed, param
         self._fig = agg_figure(size_in, dpi)
+        init = init or (len(mu_values) // 2, len(sigma_values) // 2, len(n_values) // 2)
         lay = W.Layout(width="320px")
         mlo, mhi = min(mu_values), max(mu_values)
         slo, shi = min(sigma_values), max(sigma_values)
         self.sliders = (
-            W.FloatSlider(value=(mlo + mhi) / 2, min=mlo, max=mhi, step=(mhi - mlo) / 100 or 0.01,
+            W.FloatSlider(value=mu_values[init[0]], min=mlo, max=mhi, step=(mhi - mlo) / 100 or 0.01,
                           description="mu", readout_format=".2f", continuous_update=False, layout=lay),
-            W.FloatSlider(value=sigma_values[len(sigma_values) // 2], min=slo, max=shi,
+            W.FloatSlider(value=sigma_values[init[1]], min=slo, max=shi,
                           step=(shi - slo) / 100 or 0.01, description="sigma", readout_format=".2f",
                           continuous_update=False, layout=lay),
-            W.SelectionSlider(options=[int(v) for v in n_values], value=int(n_values[len(n_values) // 2]),
+            W.SelectionSlider(options=[int(v) for v in n_values], value=int(n_values[init[2]]),
                               description="samples", continuous_update=False, layout=lay),
         )
         self.image = W.Image(format="png")
@@ -197,14 +199,15 @@ class LiveEstimatorExplorer:
 
 
 def estimator_explorer(case="sin", *, mu_values=DEFAULT_MU, sigma_values=DEFAULT_SIGMA, n_values=DEFAULT_N,
-                       param: str = "mu", seed: int = 0, mode: str = "auto", size_in=(6.4, 2.3), dpi: int = 75,
-                       title: str | None = None):
+                       param: str = "mu", seed: int = 0, mode: str = "auto", size_in=(8.0, 2.8), dpi: int = 90,
+                       title: str | None = None, start: dict | None = None):
     """Histograms of the pathwise and score-function per-sample estimates of d/dmu (or d/dsigma, with
     ``param="sigma"``) of E[f(z)], z ~ N(mu, sigma^2), with the exact gradient and each estimator's mean
     marked. ``case`` is a name in :data:`t2i_lib.experiments.estimators.CASES` or a ``GradCase``.
 
     The slider ranges are the given value lists (the live sliders move continuously between their
-    ends; the static one steps through exactly these values). Returns a
+    ends; the static one steps through exactly these values). ``start`` = ``{"mu": .., "sigma": .., "n": ..}``
+    picks the first frame (each value one of its list; a missing key: the middle of the list). Returns a
     :class:`LiveEstimatorExplorer` or a :class:`StaticEstimatorExplorer` (see
     :func:`t2i_lib.viz.widgets.widget_mode`).
 
@@ -221,6 +224,25 @@ def estimator_explorer(case="sin", *, mu_values=DEFAULT_MU, sigma_values=DEFAULT
         raise ValueError(f"sigma_values must all be > 0, got {sigma_values}")
     if min(n_values) < 2:
         raise ValueError(f"n_values must all be >= 2 (a histogram of one sample has no spread), got {n_values}")
+    init = _start_indices(start, {"mu": mu_values, "sigma": sigma_values, "n": n_values})
     if widget_mode(mode) == "live":
-        return LiveEstimatorExplorer(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title)
-    return _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title)
+        return LiveEstimatorExplorer(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title, init)
+    return _static(case, mu_values, sigma_values, n_values, seed, param, size_in, dpi, title, init)
+
+
+def _start_indices(start: dict | None, values: dict) -> tuple[int, int, int]:
+    """The index of the first frame's value on each slider (mu, sigma, n)."""
+    start = dict(start or {})
+    unknown = set(start) - set(values)
+    if unknown:
+        raise ValueError(f"start takes the keys {sorted(values)}, not {sorted(unknown)}")
+    idx = []
+    for key, options in values.items():
+        if key not in start:
+            idx.append(len(options) // 2)
+            continue
+        matches = [i for i, v in enumerate(options) if abs(float(v) - float(start[key])) < 1e-12]
+        if not matches:
+            raise ValueError(f"start[{key!r}] = {start[key]} is not one of the {key} values {list(options)}")
+        idx.append(matches[0])
+    return tuple(idx)
