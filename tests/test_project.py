@@ -180,6 +180,8 @@ NOT_RESULTS: dict[str, dict[str, str]] = {
         "99 times in 100": "the meaning of a 99% interval",
     },
     "04_vqvae": {
+        "up to 2% of the pixels": "the scorer's MAX_SPECK_FRACTION (test_scorer_thresholds_are_the_prose's)",
+        "up to 15% (the blur": "the scorer's MAX_UNKNOWN_FRACTION (test_scorer_thresholds_are_the_prose's)",
         "9 bits each": "log2 512, a definition",
         "about 16 times more": "the Sonnet example's weighting, 1 / data_variance of CIFAR-10 (its code)",
         "about 0.056": "the Sonnet example's published number",
@@ -433,3 +435,12 @@ def test_code_lines_fit_the_column(nb_path):
         long += [line for line in (python_object_source(path, options["pyobject"]) or "").splitlines()
                  if len(line.strip()) > MAX_CODE_LINE]
     assert not long, f"{nb_path.name}: lines over {MAX_CODE_LINE} characters:\n" + "\n".join(long)
+
+
+def test_scorer_thresholds_are_the_proses():
+    """Chapter 4 states the Shapes scorer's tolerances in words; they are the scorer's own constants."""
+    from t2i_lib.data.shapes import scoring
+
+    text = "".join("".join(c["source"]) for c in json.loads((ROOT / "book" / "04_vqvae.ipynb").read_text())["cells"])
+    assert f"up to {scoring.MAX_SPECK_FRACTION:.0%} of the pixels" in text
+    assert f"up to {scoring.MAX_UNKNOWN_FRACTION:.0%} (the blur" in text

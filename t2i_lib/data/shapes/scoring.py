@@ -85,6 +85,12 @@ def _best_template(mask: np.ndarray, image_size: int):
     return best
 
 
+# What a valid picture may hold besides its objects (Chapter 4, section 4.6, states both): pixels near no
+# palette colour (the blur a decoder leaves at edges), and coloured specks too small to be objects.
+MAX_UNKNOWN_FRACTION = 0.15
+MAX_SPECK_FRACTION = 0.02
+
+
 def score(image, *, max_colour_dist: float = 0.3, min_fit: float = 0.6) -> ScoreResult:
     """Recover shapes, colours, sizes, position and relation from an image. Defined in Chapter 7.
 
@@ -108,7 +114,7 @@ def score(image, *, max_colour_dist: float = 0.3, min_fit: float = 0.6) -> Score
     unknown = dist.min(-1) > max_colour_dist
     cls[unknown] = -1
     problems = []
-    if unknown.mean() > 0.15:
+    if unknown.mean() > MAX_UNKNOWN_FRACTION:
         problems.append(f"{unknown.mean():.0%} of pixels are far from every palette colour")
 
     min_area = 0.4 * min(int(sprite(s, "small", S).sum()) for s in SHAPES)
@@ -126,7 +132,7 @@ def score(image, *, max_colour_dist: float = 0.3, min_fit: float = 0.6) -> Score
                 stray += a
                 continue
             regions.append((a, c - 1, sl, comp))
-    if stray > 0.02 * S * S:
+    if stray > MAX_SPECK_FRACTION * S * S:
         problems.append(f"{stray} pixels in coloured specks")
     regions.sort(key=lambda r: -r[0])
     if not 1 <= len(regions) <= 2:

@@ -133,7 +133,8 @@ def plot_fid_vs_n(curve: FIDCurve, title: str | None = None):
 # Decoded prior samples with the scorer's verdicts
 # ---------------------------------------------------------------------------------------------------
 
-def show_scored_samples(images, valid, labels=None, ncols: int = 8, scale: float = 1.25, title: str | None = None):
+def show_scored_samples(images, valid, labels=None, ncols: int = 6, scale: float = 1.6, title: str | None = None,
+                        fontsize: float = 8):
     """A grid of images framed green (the scorer accepts it) or red (it does not), each captioned with
     ``labels[i]`` (e.g. what the scorer read) when given.
 
@@ -145,7 +146,8 @@ def show_scored_samples(images, valid, labels=None, ncols: int = 8, scale: float
         raise ValueError(f"{len(x)} images but {len(valid)} verdicts"
                          + ("" if labels is None else f" and {len(labels)} labels"))
     rows = int(np.ceil(len(x) / ncols))
-    fig = new_figure((scale * ncols, (scale + (0.45 if labels is not None else 0.05)) * rows + (0.4 if title else 0)))
+    label_h = 0.45 * fontsize / 5.5 if labels is not None else 0.05  # room for three lines of caption
+    fig = new_figure((scale * ncols, (scale + label_h) * rows + (0.4 if title else 0)))
     axes = fig.subplots(rows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= len(x):
@@ -157,7 +159,7 @@ def show_scored_samples(images, valid, labels=None, ncols: int = 8, scale: float
             s.set_color(colour)
             s.set_linewidth(3)
         if labels is not None:
-            ax.set_title(_wrap(labels[i]), fontsize=5.5, pad=2, color="black" if valid[i] else "tab:red")
+            ax.set_title(_wrap(labels[i]), fontsize=fontsize, pad=2, color="black" if valid[i] else "tab:red")
     if title:
         fig.suptitle(title, fontsize=10)
     return finish_figure(fig)
