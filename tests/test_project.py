@@ -444,3 +444,32 @@ def test_scorer_thresholds_are_the_proses():
     text = "".join("".join(c["source"]) for c in json.loads((ROOT / "book" / "04_vqvae.ipynb").read_text())["cells"])
     assert f"up to {scoring.MAX_SPECK_FRACTION:.0%} of the pixels" in text
     assert f"up to {scoring.MAX_UNKNOWN_FRACTION:.0%} (the blur" in text
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_each_chapter_has_exercises_with_checks_and_hidden_solutions(nb_path):
+    """2-4 exercises a chapter, before its summary: a statement, a cell whose answer the learner sets and whose
+    check_exercise call judges it (t2i_lib.experiments.exercises, tested on every intended answer), and the
+    solution in a dropdown."""
+    from t2i_lib.experiments.exercises import EXERCISES
+
+    cells = json.loads(nb_path.read_text())["cells"]
+    text = ["".join(c["source"]) for c in cells]
+    chapter = int(nb_path.name[:2])
+    found = []
+    for i, src in enumerate(text):
+        m = re.match(r"\*\*Exercise (\d+\.\d+) ", src)
+        if not m:
+            continue
+        name = m.group(1)
+        found.append(name)
+        assert name.startswith(f"{chapter}.") and name in EXERCISES, f"{nb_path.name}: unknown exercise {name}"
+        assert cells[i + 1]["cell_type"] == "code" and f'check_exercise("{name}", ' in text[i + 1], \
+            f"{nb_path.name}: exercise {name} is not followed by its check cell"
+        assert "= None  # your answer" in text[i + 1], f"{nb_path.name}: exercise {name} leaves no answer to set"
+        assert text[i + 2].startswith("```{admonition} Solution\n:class: dropdown"), \
+            f"{nb_path.name}: exercise {name} has no hidden solution after its check"
+    summary = next(i for i, s in enumerate(text) if s.startswith("## Summary"))
+    exercises = next(i for i, s in enumerate(text) if s.startswith("## Exercises"))
+    assert exercises < summary and 2 <= len(found) <= 4, f"{nb_path.name}: exercises {found}"
+    assert sorted(found) == sorted(k for k in EXERCISES if k.startswith(f"{chapter}."))
