@@ -473,3 +473,36 @@ def test_each_chapter_has_exercises_with_checks_and_hidden_solutions(nb_path):
     exercises = next(i for i, s in enumerate(text) if s.startswith("## Exercises"))
     assert exercises < summary and 2 <= len(found) <= 4, f"{nb_path.name}: exercises {found}"
     assert sorted(found) == sorted(k for k in EXERCISES if k.startswith(f"{chapter}."))
+
+
+AMERICAN = re.compile(r"\b\w+(?:iz(?:e|es|ed|ing|er|ers)|ization|izations)\b")
+NOT_SPELLING = {"size", "sizes", "sized", "resize", "resized", "resizing", "prize", "recognizable"}
+
+
+def prose_outside_fences(text: str) -> str:
+    """The markdown without its fenced blocks (code, directives, and fences nested in directives)."""
+    kept, depth = [], 0
+    for line in text.splitlines():
+        fence = line.lstrip().startswith("```")
+        if fence and line.strip() != "```":
+            depth += 1  # an opening fence: ```python, ```{admonition} ...
+        elif fence:
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def test_the_prose_spells_ise():
+    """One spelling: British -ise in the prose (tokeniser, quantise, reparameterisation); code names, quoted
+    words of the report and file names keep theirs."""
+    protect = re.compile(r"`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|\]\([^)]*\)|\"[^\"\n]*\"", re.S)
+    texts = {"book/intro.md": (ROOT / "book" / "intro.md").read_text()}
+    for nb_path in chapter_notebooks():
+        cells = json.loads(nb_path.read_text())["cells"]
+        texts[nb_path.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    bad = {name: sorted({w for w in AMERICAN.findall(protect.sub(" ", prose_outside_fences(text)))
+                         if w.lower() not in NOT_SPELLING})
+           for name, text in texts.items()}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"-ize spellings in the prose (the book writes -ise): {bad}"
