@@ -30,7 +30,7 @@ NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 COLAB_ONLY = {
     "01_autoencoders": ["MNISTDataset"],
     "02_vae_elbo": ["CIFAR-10 test set"],
-    "03_reparameterization": ["score function, K=1: test ELBO"],
+    "03_reparameterization": ["score function, S=1: test ELBO"],
     "04_vqvae": ["Sonnet example on CIFAR-10", "mnist: test MSE", "cifar10: test MSE", "coco: test MSE",
                  "(Inception features)", "valid Shapes images among 1000 decoded samples"],
     "05_image_tokens": ["OpenAI's released weights", "PSNR of the reconstructions from 32x32 tokens",
