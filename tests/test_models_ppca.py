@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from t2i_lib.experiments.bound import check_bound, format_bound_table
+from t2i_lib.experiments.bound import check_bound
 from t2i_lib.models.ppca import PPCA, gaussian_kl
 
 
@@ -141,8 +141,12 @@ def test_check_bound_rows_and_table():
     post, prior = rows
     assert abs(post["gap"]) < 1e-9 and math.isnan(post["z"])
     assert prior["gap"] > 0 and abs(prior["gap"] - prior["kl_post"]) < 1e-9
-    table = format_bound_table(rows)
-    assert "posterior" in table and "(s.e. = 0)" in table
+    from t2i_lib.viz.tables import bound_table
+
+    table = bound_table(rows)
+    assert "posterior" in str(table) and "(s.e. = 0)" in str(table)
+    html = table._repr_html_()
+    assert html.count("<tr>") == len(rows) + 1 and "<th style=\"text-align:right\">gap - KL</th>" in html
 
 
 def test_wrong_shapes_say_what_was_expected():

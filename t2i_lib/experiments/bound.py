@@ -28,13 +28,13 @@ def check_bound(model: PPCA, x, qs: dict, n_samples: int = 20_000, seed: int = 0
     return rows
 
 
-def format_bound_table(rows: list[dict]) -> str:
-    """The rows of :func:`check_bound` as a fixed-width text table. Defined in Chapter 2."""
-    head = (f"{'q(z)':<26}{'ELBO':>11}{'log p(x)':>11}{'gap':>12}{'KL(q||post)':>13}{'gap - KL':>11}"
-            f"{'MC ELBO':>11}{'MC s.e.':>9}{'(MC-ELBO)/se':>14}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['q']:<26}{r['elbo']:>11.4f}{r['log_px']:>11.4f}{r['gap']:>12.3e}{r['kl_post']:>13.3e}"
-                     f"{r['gap'] - r['kl_post']:>11.1e}{r['elbo_mc']:>11.4f}{r['mc_se']:>9.4f}"
-                     + (f"{r['z']:>14.2f}" if r['z'] == r['z'] else f"{'(s.e. = 0)':>14}"))
-    return "\n".join(lines)
+# The columns of the bound check, shared by t2i_lib.viz.tables.bound_table (HTML in the book, aligned text elsewhere).
+BOUND_COLUMNS = ("q(z)", "ELBO", "log p(x)", "gap", "KL(q||post)", "gap - KL", "MC ELBO", "MC s.e.", "(MC-ELBO)/se")
+
+
+def bound_cells(r: dict) -> list[str]:
+    """One row of :func:`check_bound`, formatted: a cell for each of :data:`BOUND_COLUMNS`. Defined in Chapter 2."""
+    return [r["q"], f"{r['elbo']:.4f}", f"{r['log_px']:.4f}", f"{r['gap']:.3e}", f"{r['kl_post']:.3e}",
+            f"{r['gap'] - r['kl_post']:.1e}", f"{r['elbo_mc']:.4f}", f"{r['mc_se']:.4f}",
+            f"{r['z']:.2f}" if r["z"] == r["z"] else "(s.e. = 0)"]
+

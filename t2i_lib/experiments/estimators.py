@@ -260,16 +260,13 @@ def variance_ratios(rows: list[EstimatorRow], reference: str = "pathwise") -> di
             for r in rows if r.estimator != reference}
 
 
-def format_table(rows: list[EstimatorRow]) -> str:
-    """A plain-text table of :func:`summarize` rows (with the bias check when exact values are known).
-    Defined in Chapter 3."""
-    head = (f"{'estimator':<34}{'grad':>6}{'exact':>10}{'mean':>10}{'std err':>10}{'99% interval':>22}"
-            f"{'variance':>11}{'exact in 99%?':>15}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ex = "" if r.exact is None else f"{r.exact:10.4f}"
-        cov = "" if r.covers is None else ("yes" if r.covers else "NO")
-        lines.append(f"{r.estimator:<34}{'d/d' + ('mu' if r.param == 'mu' else 'sd'):>6}{ex:>10}{r.mean:10.4f}"
-                     f"{r.se:10.4f}{'[' + format(r.lo, '.4f') + ', ' + format(r.hi, '.4f') + ']':>22}"
-                     f"{r.variance:11.4g}{cov:>15}")
-    return "\n".join(lines)
+# The columns of an estimator summary, for t2i_lib.viz.tables.estimator_table (HTML in the book, aligned text elsewhere).
+ESTIMATOR_COLUMNS = ("estimator", "grad", "exact", "mean", "std err", "99% interval", "variance", "exact in 99%?")
+
+
+def estimator_cells(r: EstimatorRow) -> list[str]:
+    """One :func:`summarize` row, formatted: a cell for each of :data:`ESTIMATOR_COLUMNS`. Defined in Chapter 3."""
+    return [r.estimator, "d/d" + ("mu" if r.param == "mu" else "sd"), "" if r.exact is None else f"{r.exact:.4f}",
+            f"{r.mean:.4f}", f"{r.se:.4f}", f"[{r.lo:.4f}, {r.hi:.4f}]", f"{r.variance:.4g}",
+            "" if r.covers is None else ("yes" if r.covers else "NO")]
+
