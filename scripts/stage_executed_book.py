@@ -124,7 +124,8 @@ def stage(root: Path, executed: Path, dest: Path) -> Path:
     sphinx_cfg = (config.get("sphinx") or {}).get("config") or {}
     named = list(sphinx_cfg.get("html_static_path", []) or []) + list(config.get("bibtex_bibfiles", []) or [])
     named += list(((config.get("sphinx") or {}).get("local_extensions") or {}).values())
-    named.append("t2i_lib")  # the library whose source the chapters include ({literalinclude})
+    if (root / "t2i_lib").is_dir():
+        named.append("t2i_lib")  # the library whose source the chapters include ({literalinclude})
     for path in named:
         top = _top(str(path))
         if top in copied or (dest / top).exists():
