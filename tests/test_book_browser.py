@@ -209,3 +209,16 @@ def test_nothing_is_clipped_at_1300_px(browser, server, doc):
         assert not clipped, f"{doc}: clipped at 1,300 px:\n" + "\n".join(clipped)
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("doc", chapter_docs())
+def test_every_exercise_has_its_solution_hidden_in_a_dropdown(browser, server, doc):
+    page, _, _ = open_page(browser, f"{server}/{doc}.html")
+    try:
+        n_exercises = page.locator("strong", has_text="Exercise ").count()
+        bodies = page.eval_on_selector_all(
+            "div.admonition.dropdown", "els => els.map(e => e.textContent.replace('Solution', '').trim().length)")
+        assert n_exercises >= 2 and len(bodies) == n_exercises, f"{doc}: {n_exercises} exercises, {len(bodies)} dropdowns"
+        assert all(n > 20 for n in bodies), f"{doc}: a solution dropdown is (nearly) empty: {bodies}"
+    finally:
+        page.close()

@@ -469,7 +469,7 @@ def test_each_chapter_has_exercises_with_checks_and_hidden_solutions(nb_path):
         assert cells[i + 1]["cell_type"] == "code" and f'check_exercise("{name}", ' in text[i + 1], \
             f"{nb_path.name}: exercise {name} is not followed by its check cell"
         assert "= None  # your answer" in text[i + 1], f"{nb_path.name}: exercise {name} leaves no answer to set"
-        assert text[i + 2].startswith("```{admonition} Solution\n:class: dropdown"), \
+        assert text[i + 2].startswith("````{admonition} Solution\n:class: dropdown") and text[i + 2].endswith("````"), \
             f"{nb_path.name}: exercise {name} has no hidden solution after its check"
     summary = next(i for i, s in enumerate(text) if s.startswith("## Summary"))
     exercises = next(i for i, s in enumerate(text) if s.startswith("## Exercises"))
@@ -486,7 +486,7 @@ def prose_outside_fences(text: str) -> str:
     kept, depth = [], 0
     for line in text.splitlines():
         fence = line.lstrip().startswith("```")
-        if fence and line.strip() != "```":
+        if fence and line.strip().strip("`"):
             depth += 1  # an opening fence: ```python, ```{admonition} ...
         elif fence:
             depth = max(0, depth - 1)
