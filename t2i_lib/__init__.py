@@ -19,7 +19,7 @@ an earlier layer, never from a later one or a neighbour in its own layer, and no
 crosses a module boundary. ``tests/test_project.py`` checks this from the source.
 
 The model contract (Chapter 1): a trainable model is an ``nn.Module`` with ``loss(batch) -> (loss,
-metrics)``; :func:`t2i_lib.train.train` needs nothing else. The image-tokenizer contract (Chapters 4-5,
+metrics)``; :func:`t2i_lib.train.trainer.train` needs nothing else. The image-tokenizer contract (Chapters 4-5,
 :class:`t2i_lib.models.tokenizer.ImageTokenizer`, met by ``VQVAE``, ``ResNetVQVAE``, ``DVAE`` and
 ``OpenAIDVAE``): ``encode(images) -> LongTensor (B, h, w)`` (images (B, C, H, W) float in [0, 1]; tokens
 in [0, num_codes)), ``decode(tokens) -> images`` ((B, C, H, W) in [0, 1]), ``num_codes`` (an int, K) and

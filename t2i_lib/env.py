@@ -1,16 +1,18 @@
 """Every environment variable the library reads, parsed in one place and the same way.
 
-==================  ==========================================================  =====================
-variable            what it does                                                read by
-==================  ==========================================================  =====================
-T2I_PROFILE         ``quick`` or ``colab``: overrides the automatic profile      ``profiles``
-T2I_CACHE           folder for datasets and weights (default ~/.cache/t2i-book)  ``storage.download``
-T2I_OFFLINE         ``1``: never download; a missing file says what to fetch     ``storage.download``
-T2I_STATIC_WIDGETS  ``1``: widgets render their static fallback (the book)       ``viz.widgets``
-RANK, WORLD_SIZE,   set by ``torchrun``: this process's place in a multi-process  ``train.distributed``,
-LOCAL_RANK,         run                                                          ``storage``
-LOCAL_WORLD_SIZE
-==================  ==========================================================  =====================
+::
+
+    ==================  ==========================================================  =====================
+    variable            what it does                                                read by
+    ==================  ==========================================================  =====================
+    T2I_PROFILE         ``quick`` or ``colab``: overrides the automatic profile      ``profiles``
+    T2I_CACHE           folder for datasets and weights (default ~/.cache/t2i-book)  ``storage.download``
+    T2I_OFFLINE         ``1``: never download; a missing file says what to fetch     ``storage.download``
+    T2I_STATIC_WIDGETS  ``1``: widgets render their static fallback (the book)       ``viz.widgets``
+    RANK, WORLD_SIZE,   set by ``torchrun``: this process's place in a multi-process  ``train.distributed``,
+    LOCAL_RANK,         run                                                          ``storage``
+    LOCAL_WORLD_SIZE
+    ==================  ==========================================================  =====================
 
 A flag is on for ``1``, ``true``, ``yes`` or ``on`` and off for ``0``, ``false``, ``no``, ``off`` or unset
 (any case); anything else is an error that names the variable, rather than a silent "off". The README

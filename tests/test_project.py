@@ -508,3 +508,24 @@ def test_the_prose_spells_ise():
            for name, text in texts.items()}
     bad = {k: v for k, v in bad.items() if v}
     assert not bad, f"-ize spellings in the prose (the book writes -ise): {bad}"
+
+
+PY_ROLE = re.compile(r"\{py:(mod|class|func|meth|data)\}`(?:[^`<]*<)?([\w.]+)>?`")
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_library_names_in_the_prose_link_to_the_api_reference(nb_path):
+    """The prose links the library objects it names to book/api.md (Sphinx roles, resolved by the -n build);
+    every target exists, and the API reference documents its module."""
+    import importlib
+
+    api = (ROOT / "book" / "api.md").read_text()
+    cells = json.loads(nb_path.read_text())["cells"]
+    links = [m.groups() for c in cells if c["cell_type"] == "markdown" for m in PY_ROLE.finditer("".join(c["source"]))]
+    assert links, f"{nb_path.name} links no library name to the API reference"
+    for role, target in links:
+        parts = target.split(".")
+        module = target if role == "mod" else ".".join(parts[:-1])
+        assert f".. automodule:: {module}\n" in api, f"{nb_path.name}: book/api.md does not document {module}"
+        if role != "mod":
+            assert hasattr(importlib.import_module(module), parts[-1]), f"{nb_path.name}: {target} does not exist"

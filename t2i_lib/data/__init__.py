@@ -1,20 +1,22 @@
 """The datasets, behind one entry point: ``get_dataset(name, split, ...)``.
 
-==========  =====================================================  ================  ===============
-name        what                                                    item              needs files?
-==========  =====================================================  ================  ===============
-shapes      coloured shapes with captions, drawn on demand          dict (see below)  no
-digits      scikit-learn's 8x8 handwritten digits, resized to 28    (image, label)    no
-mnist       MNIST 28x28 (torchvision)                               (image, label)    11.6 MB
-cifar10     CIFAR-10 32x32 (torchvision)                            (image, label)    170 MB
-coco        COCO Captions 2017 (pycocotools)                        dict (see below)  0.25 GB + images
-==========  =====================================================  ================  ===============
+::
+
+    ==========  =====================================================  ================  ===============
+    name        what                                                    item              needs files?
+    ==========  =====================================================  ================  ===============
+    shapes      coloured shapes with captions, drawn on demand          dict (see below)  no
+    digits      scikit-learn's 8x8 handwritten digits, resized to 28    (image, label)    no
+    mnist       MNIST 28x28 (torchvision)                               (image, label)    11.6 MB
+    cifar10     CIFAR-10 32x32 (torchvision)                            (image, label)    170 MB
+    coco        COCO Captions 2017 (pycocotools)                        dict (see below)  0.25 GB + images
+    ==========  =====================================================  ================  ===============
 
 Images are float tensors in [0, 1], channels first. Shapes items are
 ``dict(image, caption, attrs)``; COCO items ``dict(image, caption, captions, image_id)``.
 
 The quick profile uses the first two (offline). ``download`` defaults to True only in the colab
-profile; with ``download=False`` a missing dataset raises :class:`DatasetNotFoundError` saying what to
+profile; with ``download=False`` a missing dataset raises :class:`~t2i_lib.data.sources.DatasetNotFoundError` saying what to
 put where. Files live under ``root`` (default ``cache_dir("data")``: ``$T2I_CACHE/data``).
 
 Modules:

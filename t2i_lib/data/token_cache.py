@@ -21,7 +21,7 @@ rows it counts have been flushed, so it never claims rows that are not on disk. 
 - a cache made by another encoder, with another K or for another dataset (a different fingerprint or
   shape) is refused with an error that says what differs and how to start over.
 
-The second half of the file, :func:`token_statistics`, measures a token grid: how many codes are used,
+The second half of the file, :func:`~t2i_lib.experiments.token_stats.token_statistics`, measures a token grid: how many codes are used,
 how evenly (perplexity), and how much a token says about its neighbours (mutual information in bits).
 
 Defined in Chapter 5.

@@ -29,6 +29,7 @@ def check_bound(model: PPCA, x, qs: dict, n_samples: int = 20_000, seed: int = 0
 
 
 # The columns of the bound check, shared by t2i_lib.viz.tables.bound_table (HTML in the book, aligned text elsewhere).
+#: The column names of the bound table, one per cell of :func:`bound_cells`.
 BOUND_COLUMNS = ("q(z)", "ELBO", "log p(x)", "gap", "KL(q||post)", "gap - KL", "MC ELBO", "MC s.e.", "(MC-ELBO)/se")
 
 

@@ -150,6 +150,7 @@ def _step(z: torch.Tensor) -> torch.Tensor:
     return (z > 0).to(z.dtype)  # a comparison: autograd sees no path from z
 
 
+#: The test functions, by name, with their exact gradients.
 CASES: dict[str, GradCase] = {
     # E[z^2] = mu^2 + sigma^2
     "square": GradCase("square", lambda z: z ** 2, lambda m, s: m * m + s * s,
@@ -261,6 +262,7 @@ def variance_ratios(rows: list[EstimatorRow], reference: str = "pathwise") -> di
 
 
 # The columns of an estimator summary, for t2i_lib.viz.tables.estimator_table (HTML in the book, aligned text elsewhere).
+#: The column names of an estimator table, one per cell of :func:`estimator_cells`.
 ESTIMATOR_COLUMNS = ("estimator", "grad", "exact", "mean", "std err", "99% interval", "variance", "exact in 99%?")
 
 

@@ -34,7 +34,7 @@ def fid_vs_sample_size(feats_a, feats_b, ns, repeats: int = 5, seed: int = 0) ->
 
     ``feats_a`` and ``feats_b`` should come from *disjoint* images of one distribution: the true FID is
     then 0, and every value measured is estimation error. Each N is drawn ``repeats`` times (without
-    replacement within a set). Uses :class:`t2i_lib.metrics.FeatureStats` (float64) for every estimate.
+    replacement within a set). Uses :class:`t2i_lib.metrics.fid.FeatureStats` (float64) for every estimate.
 
     Defined in Chapter 4.
     """

@@ -251,7 +251,7 @@ def inception_feature_fn(device: str | torch.device | None = None, *, download: 
     Weights: ``weights_path`` if given (your own copy; loaded as is, without a hash check). Otherwise the
     pinned file in ``cache_dir("weights")``, fetched with its SHA-256 through :func:`t2i_lib.storage.download.fetch`
     when ``download`` is True. ``download=None`` means "only in the colab profile": the quick profile and
-    the tests never touch the network, and then a missing file raises :class:`DownloadError` saying
+    the tests never touch the network, and then a missing file raises :class:`~t2i_lib.storage.download.DownloadError` saying
     which URL to fetch and exactly where to put the file.
 
     Defined in Chapter 4.

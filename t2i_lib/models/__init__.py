@@ -1,6 +1,6 @@
 """The models the chapters build, one idea per file.
 
-Every trainable model follows one contract, so that :func:`t2i_lib.train.train` needs to know nothing
+Every trainable model follows one contract, so that :func:`t2i_lib.train.trainer.train` needs to know nothing
 about it: it is an ``nn.Module`` with ``loss(batch) -> (loss, metrics)``, where ``batch`` is whatever
 the DataLoader yields (already on the device), ``loss`` a scalar tensor and ``metrics`` a dict of
 floats or 0-d tensors to log.

@@ -43,7 +43,7 @@ def check_conv_geometry(image_size: int, widths, latent_dim: int) -> tuple[int, 
 
 def check_residual_geometry(cfg) -> None:
     """Raise a clear ValueError when ``cfg`` (any config with image_size, num_downsamples, num_hiddens)
-    cannot build :func:`residual_encoder` / :func:`residual_decoder`. Defined in Chapter 4."""
+    cannot build :func:`~t2i_lib.models.blocks.residual_encoder` / :func:`~t2i_lib.models.blocks.residual_decoder`. Defined in Chapter 4."""
     if cfg.num_downsamples < 1:
         raise ValueError(f"num_downsamples must be at least 1, got {cfg.num_downsamples}")
     if cfg.image_size % (2 ** cfg.num_downsamples):

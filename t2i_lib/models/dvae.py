@@ -215,10 +215,12 @@ class DVAEConfig:
 class DVAE(ConfigTokenizer, nn.Module):
     """DALL-E's discrete VAE in miniature, with the Chapter 4 VQ-VAE's encoder and decoder layout.
 
-    encoder: [conv 4x4 stride 2 + ReLU] x num_downsamples -> conv 3x3 -> residual stack
-             -> conv 1x1 to K logits                                                   (B, K, h, w)
-    codes  : relaxed one-hot (training) or argmax one-hot (eval) (B, K, h, w) times the codebook (K, D)
-    decoder: conv 3x3 D -> num_hiddens -> residual stack -> transposed convs -> + 0.5     (B, C, S, S)
+    Layout::
+
+        encoder: [conv 4x4 stride 2 + ReLU] x num_downsamples -> conv 3x3 -> residual stack
+                 -> conv 1x1 to K logits                                                   (B, K, h, w)
+        codes  : relaxed one-hot (training) or argmax one-hot (eval) (B, K, h, w) times the codebook (K, D)
+        decoder: conv 3x3 D -> num_hiddens -> residual stack -> transposed convs -> + 0.5     (B, C, S, S)
 
     DALL-E's own dVAE is much larger (a ResNet with 256 px inputs, three downsamplings, K = 8192; see
     :mod:`t2i_lib.models.openai_dvae`) and ends its encoder and starts its decoder with 1x1 convolutions,

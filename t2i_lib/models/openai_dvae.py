@@ -368,7 +368,7 @@ class OpenAIDVAE(nn.Module):
 
         First call: fetches ``encoder.pkl`` and ``decoder.pkl`` into ``cache_dir("weights/openai_dvae")``
         through :func:`t2i_lib.storage.download.fetch` (``download`` defaults to True only in the colab profile;
-        offline, a missing file raises :class:`DownloadError` with the URL and the path to put it at),
+        offline, a missing file raises :class:`~t2i_lib.storage.download.DownloadError` with the URL and the path to put it at),
         checks each file's SHA-256, reads it with :func:`convert_pickle` (no code from the file runs) and
         writes ``encoder.safetensors`` / ``decoder.safetensors`` beside it. Later calls read only the
         safetensors files.

@@ -25,7 +25,7 @@ the code is our own.
 One thing this module does not do: in a multi-process (DDP) run the EMA statistics, the k-means
 initialisation and the dead-code restarts are computed per process, so the copies of the codebook can
 drift apart. The chapters train on one GPU; a multi-GPU VQ run should all-reduce ``counts`` and
-``embed_sum`` in :meth:`VectorQuantizer._ema_update` first.
+``embed_sum`` in ``VectorQuantizer._ema_update`` first.
 
 Defined in Chapter 4.
 """
@@ -355,6 +355,7 @@ class VectorQuantizer(nn.Module):
 # Named sets of switches, in the style of karpathy/deep-vector-quantization's flavour table: a chapter asks
 # for a flavour by name instead of repeating its switches. Each maps to keyword arguments of QuantizerConfig
 # (and so of VQVAEConfig / ResNetVQVAEConfig, which carry the same switches).
+#: The named quantiser flavours: flavour name -> QuantizerConfig switches.
 QUANTIZER_FLAVOURS: dict[str, dict] = {
     "plain": {},                                                 # the VQ-VAE paper's codebook loss, random init
     "fixed": dict(kmeans_init=True, dead_code_threshold=2.0),   # Chapter 4's collapse fixes (Lancucki et al.)

@@ -203,11 +203,13 @@ class VAEConfig:
 class ConvVAE(VAEBase):
     """The report's MNIST VAE (§2.1.1, its Figure 1).
 
-    encode: (B, C, S, S) -> [conv 3x3 stride 2 + ReLU] x 2 (32, 64 channels) -> (B, 64, S/4, S/4)
-            -> flatten -> two linear heads -> mu (B, k), logvar (B, k)
-    sample: z = mu + exp(logvar / 2) * eps
-    decode: z -> linear + ReLU -> unflatten (B, 64, S/4, S/4) -> transposed conv 3x3 stride 2 + ReLU
-            (64 -> 32) -> transposed conv 3x3 stride 2 (32 -> C) -> logits; sigmoid for the image
+    Layout::
+
+        encode: (B, C, S, S) -> [conv 3x3 stride 2 + ReLU] x 2 (32, 64 channels) -> (B, 64, S/4, S/4)
+                -> flatten -> two linear heads -> mu (B, k), logvar (B, k)
+        sample: z = mu + exp(logvar / 2) * eps
+        decode: z -> linear + ReLU -> unflatten (B, 64, S/4, S/4) -> transposed conv 3x3 stride 2 + ReLU
+                (64 -> 32) -> transposed conv 3x3 stride 2 (32 -> C) -> logits; sigmoid for the image
 
     Chapter 1's autoencoder has one extra 3x3 convolution at the end of the decoder; this one follows the
     report's figure, where the second transposed convolution outputs the image channels directly.

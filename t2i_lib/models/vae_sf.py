@@ -1,6 +1,6 @@
 """The Chapter 2 VAE trained without the reparameterisation trick: a score-function (REINFORCE) encoder.
 
-:class:`ConvVAE` sends the encoder its gradient *through the sample*, z = mu + sigma * eps (the pathwise
+:class:`~t2i_lib.models.vae.ConvVAE` sends the encoder its gradient *through the sample*, z = mu + sigma * eps (the pathwise
 estimator). :class:`ScoreFunctionVAE` is the same network with that path cut: z is drawn from
 q(z | x) and detached, so the encoder learns about the reconstruction term only through
 log q(z | x), the score-function estimator
@@ -58,7 +58,7 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -
 
 
 class ScoreFunctionVAE(ConvVAE):
-    """:class:`ConvVAE` whose encoder is trained with the score-function estimator (see the module text).
+    """:class:`~t2i_lib.models.vae.ConvVAE` whose encoder is trained with the score-function estimator (see the module text).
 
     ``loss(batch)`` returns a *surrogate* loss: its value is not the negative ELBO, but its gradient is an
     unbiased estimate of the negative ELBO's gradient. The ``elbo``, ``recon`` and ``kl`` metrics are the

@@ -26,7 +26,7 @@ from t2i_lib.storage.checkpoint import CheckpointError
 def torch_allowed_globals() -> dict:
     """PyTorch's allow-list for ``weights_only`` loading: full name -> object.
 
-    Raises :class:`CheckpointError` with what to do when the installed PyTorch lacks the private function
+    Raises :class:`~t2i_lib.storage.checkpoint.CheckpointError` with what to do when the installed PyTorch lacks the private function
     that returns it (``torch._weights_only_unpickler._get_allowed_globals``).
     """
     try:

@@ -15,7 +15,7 @@ same training code runs data-parallel without changes:
 
    (From a notebook cell: ``!torchrun --standalone --nproc_per_node=4 chapter.py``.) ``torchrun``
    starts the processes and gives each of them ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``.
-3. That is all. :func:`t2i_lib.train.train` sees ``WORLD_SIZE > 1`` and:
+3. That is all. :func:`t2i_lib.train.trainer.train` sees ``WORLD_SIZE > 1`` and:
 
    - starts the process group (``nccl`` on GPUs, ``gloo`` on the CPU) unless you already did;
    - puts process ``LOCAL_RANK`` on GPU ``cuda:LOCAL_RANK``;

@@ -78,11 +78,12 @@ class EMA:
         return self.copy_to(copy.deepcopy(model))
 
     def state_dict(self) -> dict:
+        """The state to save: what :meth:`load_state_dict` restores."""
         return {"decay": self.decay, "updates": self.updates, "shadow": dict(self.shadow)}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict` (the same tensor names; values copied exactly)."""
+        """Restore a :meth:`EMA.state_dict` (the same tensor names; values copied exactly)."""
         missing, extra = set(self.shadow) - set(state["shadow"]), set(state["shadow"]) - set(self.shadow)
         if missing or extra:
             raise KeyError(f"the saved EMA does not fit this model: missing {sorted(missing)}, "

@@ -22,7 +22,7 @@ class History:
 
     Train records are means over the ``log_every`` steps before ``step``; eval records are means over the
     evaluation set at ``step``. Callbacks may add records of their own split (``{"step", "split", **values}``,
-    see :meth:`add`). After :func:`t2i_lib.train.train`, ``ema`` is the run's
+    see :meth:`add`). After :func:`t2i_lib.train.trainer.train`, ``ema`` is the run's
     :class:`t2i_lib.train.ema.EMA` of the weights (None unless ``TrainConfig(ema_decay=...)``).
     Defined in Chapter 1.
     """

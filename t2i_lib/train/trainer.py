@@ -103,6 +103,7 @@ class RunState:
     rng: list[dict] | None = None  # every process's random state, as saved (or loaded) last
 
     def state_dict(self) -> dict:
+        """The state to save: what :meth:`load_state_dict` restores."""
         return {"step": self.step, "data": {"epoch": self.epoch, "index": self.index},
                 "history": self.history.state_dict(),
                 # the steps since the last History record, so a resumed run logs the same means
@@ -114,7 +115,7 @@ class RunState:
                 "rng": self.rng}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` (format 1 checkpoints have no EMA and no skip count)."""
+        """Restore :meth:`RunState.state_dict` (format 1 checkpoints have no EMA and no skip count)."""
         self.step, self.history = int(state["step"]), History(state.get("history", []))
         self.epoch, self.index = int(state["data"]["epoch"]), int(state["data"]["index"])
         lw = state.get("log_window") or {}

@@ -29,6 +29,7 @@ __all__ = ["NonFiniteLossError", "StepResult", "check_finite", "make_optimizer",
 # With the fp16 loss scaler an infinite gradient is expected now and then: the scaler skips that step and
 # halves its scale; that is its job, not an error. This many skips in a row (a scale a million times
 # smaller) mean the gradients overflow fp16 even unscaled: that is an error.
+#: Skipped fp16 steps in a row after which the run stops with an error (see the comment above).
 FP16_SKIP_LIMIT = 20
 
 

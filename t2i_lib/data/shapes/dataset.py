@@ -43,7 +43,7 @@ def _sample_scene(rng: PortableRng, heldout: bool, p_two: float, max_objects: in
 class ShapesDataset(Dataset):
     """Items: dict(image=FloatTensor (3, S, S) in [0, 1], caption=str, attrs=LongTensor (9,)).
 
-    ``attrs`` is :meth:`Scene.encode` of the scene in caption order (fields in ``ATTR_FIELDS``);
+    ``attrs`` is :meth:`~t2i_lib.data.shapes.world.Scene.encode` of the scene in caption order (fields in ``ATTR_FIELDS``);
     ``dataset.scene(i)`` gives the structured record. Defined in Chapter 7.
     """
 

@@ -92,7 +92,7 @@ def _place_single(obj: ShapeObject, S: int, rng: PortableRng) -> tuple[Placement
 
 
 def relation_margin(image_size: int) -> float:
-    """How much the dominant axis must win by: for "A left of B", dx >= |dy| + this (2 px at 32)."""
+    """How much the dominant axis must win by: for "A left of B", ``dx >= |dy| + this`` (2 px at 32)."""
     return image_size / 16
 
 

@@ -7,8 +7,8 @@ with the same caption on every machine and every call.
 
 Why a synthetic set at all: on real captioned photos (COCO) nobody can say whether a generated
 image "matches" its caption. Here we can. Every image is drawn without anti-aliasing, from a six-colour
-palette, with objects that never touch, so :func:`score` reads the attributes back from the pixels
-exactly, and :func:`matches` tells whether a generated picture shows what its caption asked for.
+palette, with objects that never touch, so :func:`~t2i_lib.data.shapes.scoring.score` reads the attributes back from the pixels
+exactly, and :func:`~t2i_lib.data.shapes.scoring.matches` tells whether a generated picture shows what its caption asked for.
 That turns "does the text-to-image model work?" into a number.
 
 The world

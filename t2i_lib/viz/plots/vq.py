@@ -66,7 +66,7 @@ def plot_codebook_curves(histories: dict, num_codes: int, keys=("usage", "perple
     """One panel per logged metric (``usage``: fraction of codes chosen in a training batch;
     ``perplexity``: exp of the entropy of the batch's code histogram; ``mse``), one line per run.
 
-    ``histories``: run label -> :class:`t2i_lib.train.History` of a VQ-VAE (its ``loss`` logs these).
+    ``histories``: run label -> :class:`t2i_lib.train.history.History` of a VQ-VAE (its ``loss`` logs these).
 
     Defined in Chapter 4.
     """

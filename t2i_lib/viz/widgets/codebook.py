@@ -8,8 +8,8 @@ code's "picture" when it is everywhere at once), then a few images with the cell
 that chose the code left bright and outlined, and every other cell dimmed. A background code lights up
 the black areas; a code of the edge of a red object lights up exactly those edges.
 
-Like :func:`t2i_lib.viz.widgets.latent_explorer` it comes in two forms, chosen by the same rule
-(:func:`t2i_lib.viz.widgets.widget_mode`; ``T2I_STATIC_WIDGETS=1`` forces the static one):
+Like :func:`t2i_lib.viz.widgets.latent.latent_explorer` it comes in two forms, chosen by the same rule
+(:func:`t2i_lib.viz.widgets.base.widget_mode`; ``T2I_STATIC_WIDGETS=1`` forces the static one):
 
 - **live** (a kernel with ipywidgets): a slider over every code 0 .. K-1; each move draws the frame.
 - **static** (the rendered book): the frames of a list of offered codes (by default the most used ones)

@@ -1,8 +1,8 @@
 """The estimator explorer: the pathwise and score-function gradient estimates side by side, as
 histograms, for a test function of z ~ N(mu, sigma^2), with sliders for mu, sigma and the sample count.
 
-Like :func:`t2i_lib.viz.widgets.latent_explorer` it comes in two forms, chosen by the same rule
-(:func:`t2i_lib.viz.widgets.widget_mode`: ``T2I_STATIC_WIDGETS=1`` forces the static one):
+Like :func:`t2i_lib.viz.widgets.latent.latent_explorer` it comes in two forms, chosen by the same rule
+(:func:`t2i_lib.viz.widgets.base.widget_mode`: ``T2I_STATIC_WIDGETS=1`` forces the static one):
 
 - **live** (a kernel with ipywidgets): every slider move draws fresh samples and redraws the figure.
 - **static** (the rendered book): every combination of a small grid of slider values is drawn once,
@@ -209,7 +209,7 @@ def estimator_explorer(case="sin", *, mu_values=DEFAULT_MU, sigma_values=DEFAULT
     ends; the static one steps through exactly these values). ``start`` = ``{"mu": .., "sigma": .., "n": ..}``
     picks the first frame (each value one of its list; a missing key: the middle of the list). Returns a
     :class:`LiveEstimatorExplorer` or a :class:`StaticEstimatorExplorer` (see
-    :func:`t2i_lib.viz.widgets.widget_mode`).
+    :func:`t2i_lib.viz.widgets.base.widget_mode`).
 
     Defined in Chapter 3.
     """

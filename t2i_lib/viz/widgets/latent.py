@@ -3,7 +3,7 @@
 :func:`latent_explorer` lets a reader walk a 2-D latent space: move two sliders, see the point on a
 scatter of the data's codes, and see what the decoder makes of it.
 
-Two ways to show it, chosen by :func:`widget_mode`:
+Two ways to show it, chosen by :func:`~t2i_lib.viz.widgets.base.widget_mode`:
 
 - **live** (a running Jupyter or Colab kernel with ipywidgets): two ``FloatSlider``s; every move
   decodes the point on the spot and updates an ``Image`` widget and the scatter's marker.
@@ -223,7 +223,7 @@ def latent_explorer(decode_fn, latents, labels=None, *, n: int = 15, quantile: f
     ``quantile`` to the ``1 - quantile`` quantile, bounds the sliders) and ``labels`` (N,) colour them.
     ``n`` is the static version's frames per axis, ``scale`` the pixel magnification.
 
-    Returns a :class:`LiveExplorer` or a :class:`StaticExplorer` (see :func:`widget_mode`); either
+    Returns a :class:`LiveExplorer` or a :class:`StaticExplorer` (see :func:`~t2i_lib.viz.widgets.base.widget_mode`); either
     displays itself as a notebook cell's value.
 
     Defined in Chapter 1.
