@@ -24,6 +24,8 @@ JB_FLAGS := --builder html -W -n --keep-going
 EXECUTED ?= _build/executed
 STAGE := _build/stage
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+# nbval over the chapters, each execution saved for the book (tests/nbval_keep.py).
+NBVAL = -p tests.nbval_keep --nbval-lax --nbval-keep=$(EXECUTED) --nbval-cell-timeout=900 --nbval-output-timeout=120
 # The test suites run on every core (pytest-xdist), one process a core and one thread a process: the
 # chapters' small models gain little from a second thread, and threads that share cores with other jobs
 # slow down many times over. JOBS=0 runs them in one process with torch's default threads.
@@ -88,15 +90,13 @@ test-colab: $(STAMP)
 # nbval over every chapter, in the book's environment; tests/nbval_keep.py saves each chapter it executed
 # completely and without failure under $(EXECUTED), for book-from-executed.
 test-notebooks: $(STAMP)
-	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) -p tests.nbval_keep --nbval-lax $(CHAPTERS) --nbval-keep=$(EXECUTED) \
-		--nbval-cell-timeout=900 --nbval-output-timeout=120 $(call XDIST,loadfile)
+	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) $(NBVAL) $(CHAPTERS) $(call XDIST,loadfile)
 
 # The colab rehearsal and nbval in one session, so that the workers share both: what test-colab and
 # test-notebooks run. --dist loadfile keeps a chapter's cells on one worker; the rehearsal (one file) goes
 # first, beside the longest chapters.
 test-chapters: $(STAMP)
-	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) -p tests.nbval_keep --nbval-lax tests/test_colab_rehearsal.py $(CHAPTERS) \
-		--nbval-keep=$(EXECUTED) --nbval-cell-timeout=900 --nbval-output-timeout=120 $(call XDIST,loadfile)
+	$(BOOK_ENV) $(ONE_THREAD) $(PYTEST) $(NBVAL) tests/test_colab_rehearsal.py $(CHAPTERS) $(call XDIST,loadfile)
 
 test-browser: $(STAMP) chromium
 	$(PYTEST) tests -m browser

@@ -205,7 +205,7 @@ NOT_RESULTS: dict[str, dict[str, str]] = {
 def _prose(md: str) -> str:
     """A markdown cell's text with what cannot hold a typed result removed: fenced blocks, math, roles
     (``{glue:text}`x```, ``{cite:p}`x```), code spans, links' targets and HTML comments."""
-    md = re.sub(r"```.*?```|:::.*?:::|<!--.*?-->", " ", md, flags=re.S)
+    md = re.sub(r":::.*?:::|<!--.*?-->", " ", prose_outside_fences(md), flags=re.S)
     md = re.sub(r"\$\$.*?\$\$", " MATH ", md, flags=re.S)
     md = re.sub(r"\$[^$\n]+\$", " MATH ", md)
     md = re.sub(r"\{[\w:.-]+\}`[^`]*`", " ROLE ", md)
@@ -498,12 +498,11 @@ def prose_outside_fences(text: str) -> str:
 def test_the_prose_spells_ise():
     """One spelling: British -ise in the prose (tokeniser, quantise, reparameterisation); code names, quoted
     words of the report and file names keep theirs."""
-    protect = re.compile(r"`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|\]\([^)]*\)|\"[^\"\n]*\"", re.S)
     texts = {"book/intro.md": (ROOT / "book" / "intro.md").read_text()}
     for nb_path in chapter_notebooks():
         cells = json.loads(nb_path.read_text())["cells"]
         texts[nb_path.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    bad = {name: sorted({w for w in AMERICAN.findall(protect.sub(" ", prose_outside_fences(text)))
+    bad = {name: sorted({w for w in AMERICAN.findall(re.sub(r"\"[^\"\n]*\"", " ", _prose(text)))  # quotes keep theirs
                          if w.lower() not in NOT_SPELLING})
            for name, text in texts.items()}
     bad = {k: v for k, v in bad.items() if v}

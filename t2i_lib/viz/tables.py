@@ -13,6 +13,9 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from t2i_lib.experiments.bound import BOUND_COLUMNS, bound_cells
+from t2i_lib.experiments.estimators import ESTIMATOR_COLUMNS, estimator_cells
+
 __all__ = ["Table", "bound_table", "estimator_table"]
 
 
@@ -67,15 +70,11 @@ class Table:
 
 def bound_table(rows: list[dict]) -> Table:
     """The rows of :func:`t2i_lib.experiments.bound.check_bound` as a table. Defined in Chapter 2."""
-    from t2i_lib.experiments.bound import BOUND_COLUMNS, bound_cells
-
     return Table(list(BOUND_COLUMNS), [bound_cells(r) for r in rows])
 
 
 def estimator_table(rows, title: str | None = None) -> Table:
     """The rows of :func:`t2i_lib.experiments.estimators.summarize` as a table; a row whose 99% interval
     misses the exact value is highlighted. Defined in Chapter 3."""
-    from t2i_lib.experiments.estimators import ESTIMATOR_COLUMNS, estimator_cells
-
     return Table(list(ESTIMATOR_COLUMNS), [estimator_cells(r) for r in rows], title=title,
                  highlight={i for i, r in enumerate(rows) if r.covers is False})
